@@ -1,0 +1,234 @@
+"""One operator, one row: `Op` specs and `register`, which turns rows into
+SINGA-style Operator classes and snake_case functions with jitted forward and
+backward cached per static configuration."""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training
+from ..tensor import Tensor
+
+OPS: dict[str, "Op"] = {}        # snake_case name -> Op (tests walk this)
+CLASSES: dict[str, type] = {}    # SINGA class name -> Operator subclass
+
+
+class Op:
+    """Spec of one operator.
+
+    Args:
+      name: the snake_case function name (`"relu"`).
+      forward: pure JAX `forward(*arrays, **attrs)` returning an array or a tuple.
+      grad: optional hand-written `grad(dy, *xs, y=..., **attrs)` returning one dx per
+        input (a single dx for one input); without it the backward is `jax.vjp`.
+      cls: SINGA class name (default: CamelCase of `name`).
+      attrs: ordered `(attr, default)` pairs; positional constructor and function
+        arguments after the tensor inputs bind to them in this order.
+      inputs: number of tensor inputs, or None for varargs.
+      diff: indices of inputs that get gradients (default: all); others get None.
+      differentiable: False for ops SINGA gives no backward (comparisons, shape...).
+      saves: "training" (default: kept for backward only while training) or "always".
+      Test metadata: `domain` ("default", "positive", "small", "unit", "nonzero",
+      "above1"), `shapes` (input shapes), `samples` (list of attr dicts to test),
+      `tol` (gradient-check tolerance override), `int_inputs` (indices sampled as ints),
+      `ref` (a numpy reference `ref(*np_arrays, **attrs)` for the forward test),
+      `sample` (custom `sample(rng, attrs) -> list of np arrays` replacing the default
+      sampler), `check` (`check(*arrays, **attrs)` raising a clear error before XLA).
+    """
+
+    def __init__(self, name: str, forward: Callable, grad: Callable | None = None, *,
+                 cls: str | None = None, attrs: Sequence[tuple[str, Any]] = (),
+                 inputs: int | None = 1, diff: Sequence[int] | None = None,
+                 differentiable: bool = True, domain: str = "default",
+                 shapes: Sequence[tuple] | None = None, samples: Sequence[dict] | None = None,
+                 tol: float | None = None, int_inputs: Sequence[int] = (), check: Callable | None = None,
+                 ref: Callable | None = None, sample: Callable | None = None, doc: str = ""):
+        self.name, self.forward, self.grad = name, forward, grad
+        self.cls = cls or "".join(p.capitalize() for p in name.split("_"))
+        self.attrs = tuple(attrs)
+        self.attr_names = tuple(a for a, _ in self.attrs)
+        self.inputs, self.diff, self.differentiable = inputs, diff, differentiable
+        self.domain, self.shapes, self.samples, self.tol = domain, shapes, samples, tol
+        self.int_inputs, self.check, self.doc = tuple(int_inputs), check, doc
+        self.ref, self.sample = ref, sample
+        self._compiled: dict[tuple, tuple] = {}
+
+    def pure(self, *xs, **attrs):
+        """The forward as a plain JAX function (what the gradient tests check)."""
+        return self.forward(*xs, **{**dict(self.attrs), **attrs})
+
+    def compiled(self, key: tuple) -> tuple:
+        """(jitted forward, jitted backward, plain forward) for one attr configuration."""
+        fns = self._compiled.get(key)
+        if fns is None:
+            attrs = dict(zip(self.attr_names, key))
+            fwd = functools.partial(self.forward, **attrs)
+            fns = self._compiled[key] = (jax.jit(fwd), jax.jit(self._make_backward(fwd, attrs)), fwd)
+        return fns
+
+    def _make_backward(self, fwd: Callable, attrs: dict) -> Callable:
+        if self.grad is not None:
+            grad = self.grad
+
+            def bwd(xs, y, dy):
+                dxs = grad(dy, *xs, y=y, **attrs)
+                return dxs if isinstance(dxs, tuple) else (dxs,)
+            return bwd
+
+        def bwd(xs, y, dy):
+            diff = self._diff_indices(xs)
+
+            def f(*d):
+                full = list(xs)
+                for i, v in zip(diff, d):
+                    full[i] = v
+                return fwd(*full)
+            _, pull = jax.vjp(f, *[xs[i] for i in diff])
+            got = pull(dy)
+            dxs = [None] * len(xs)
+            for i, g in zip(diff, got):
+                dxs[i] = g
+            return tuple(dxs)
+        return bwd
+
+    def _diff_indices(self, xs) -> list[int]:
+        idx = range(len(xs)) if self.diff is None else self.diff
+        return [i for i in idx if i < len(xs) and jnp.issubdtype(jnp.asarray(xs[i]).dtype, jnp.inexact)]
+
+
+def _static(v: Any) -> Any:
+    """A hashable form of an attribute value (lists and arrays become tuples)."""
+    if isinstance(v, (list, tuple)):
+        return tuple(_static(e) for e in v)
+    if isinstance(v, np.ndarray):
+        return _static(v.tolist())
+    if isinstance(v, jax.Array) and not isinstance(v, jax.core.Tracer):
+        return _static(np.asarray(v).tolist())
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _shapes(xs) -> str:
+    return ", ".join(f"{tuple(x.shape)} {x.dtype}" for x in xs)
+
+
+class BuiltinOperator(Operator):
+    """Operator built from an `Op` row: forward/backward are the row's jitted functions."""
+
+    spec: Op
+    _builtin = True
+
+    def __init__(self, *args, name: str | None = None, **kwargs):
+        super().__init__(name)
+        spec = self.spec
+        if len(args) > len(spec.attr_names):
+            raise TypeError(f"{spec.cls}: takes at most {len(spec.attr_names)} arguments "
+                            f"({', '.join(spec.attr_names)}), got {len(args)}")
+        values = dict(spec.attrs)
+        values.update(zip(spec.attr_names, args))
+        for k, v in kwargs.items():
+            if k not in values:
+                raise TypeError(f"{spec.cls}: unexpected argument {k!r}; expected {', '.join(spec.attr_names)}")
+            values[k] = v
+        self.__dict__.update(values)
+
+    def _key(self) -> tuple:
+        return tuple(_static(self.__dict__[a]) for a in self.spec.attr_names)
+
+    def _forward_raw(self, *xs):
+        spec = self.spec
+        fwd, _, plain = spec.compiled(self._key())
+        if spec.check is not None:
+            spec.check(*xs, **dict(zip(spec.attr_names, self._key())))
+        keep = spec.differentiable and getattr(self, "requires_grad", True) and is_training()
+        try:
+            if keep and spec.grad is None and any(isinstance(x, jax.core.Tracer) for x in xs):
+                # inside Model.compile's trace: reuse the forward's residuals in backward
+                diff = spec._diff_indices(xs)
+                other = list(xs)
+
+                def f(*d):
+                    for i, v in zip(diff, d):
+                        other[i] = v
+                    return plain(*other)
+                ys, pull = jax.vjp(f, *[xs[i] for i in diff])
+                self._pullback, self._diff, self._n = pull, diff, len(xs)
+            else:
+                ys = fwd(*xs)
+        except (TypeError, ValueError) as err:
+            if "Tracer" in type(err).__name__ or "Concretization" in type(err).__name__:
+                raise
+            raise ValueError(f"{spec.name}: cannot apply to inputs {_shapes(xs)}"
+                             f"{self._attr_text()}: {err}") from None
+        if keep:
+            self._saved, self._ys = xs, ys
+        return ys
+
+    def _attr_text(self) -> str:
+        if not self.spec.attr_names:
+            return ""
+        return " with " + ", ".join(f"{a}={self.__dict__[a]!r}" for a in self.spec.attr_names)
+
+    def forward(self, *xs):
+        return self._forward_raw(*xs)
+
+    def backward(self, *dys):
+        spec = self.spec
+        if not spec.differentiable:
+            raise RuntimeError(f"{spec.cls}: this operator has no gradient (as in SINGA)")
+        saved = self.__dict__.get("_saved")
+        if saved is None:
+            raise RuntimeError(MSG_NO_SAVED.format(op=self.name))
+        ys = self._ys
+        dy = dys if isinstance(ys, tuple) else dys[0]
+        if isinstance(ys, tuple):
+            dy = tuple(jnp.zeros_like(y) if d is None else d for d, y in zip(dys, ys))
+        elif not hasattr(dy, "shape") or dy.shape != ys.shape:
+            dy = jnp.broadcast_to(jnp.asarray(dy, ys.dtype), ys.shape)
+        pull = self.__dict__.get("_pullback")
+        if pull is not None:
+            got = pull(dy)
+            dxs = [None] * self._n
+            for i, g in zip(self._diff, got):
+                dxs[i] = g
+            return tuple(dxs)
+        _, bwd, _ = spec.compiled(self._key())
+        return tuple(_none_if_float0(d) for d in bwd(tuple(saved), ys, dy))
+
+
+def _make_function(spec: Op, cls: type) -> Callable:
+    n = spec.inputs
+
+    def fn(*args, **kwargs):
+        if n is None:
+            tensors, rest = [a for a in args if isinstance(a, Tensor)], [a for a in args if not isinstance(a, Tensor)]
+        else:
+            if len(args) < n:
+                raise TypeError(f"{spec.name}: expected {n} tensor inputs, got {len(args)}")
+            tensors, rest = args[:n], args[n:]
+        ys = cls(*rest, **kwargs)(*tensors)
+        return ys[0] if len(ys) == 1 else ys
+
+    fn.__name__ = fn.__qualname__ = spec.name
+    fn.__doc__ = spec.doc or f"Apply the `{spec.cls}` operator (see singa-api)."
+    return fn
+
+
+def register(*specs: Op):
+    """Create the Operator class and the function of each row; return the functions."""
+    fns = []
+    for spec in specs:
+        cls = type(spec.cls, (BuiltinOperator,), {"spec": spec, "__doc__": spec.doc or None,
+                                                   "__module__": "singax.autograd"})
+        OPS[spec.name] = spec
+        CLASSES[spec.cls] = cls
+        spec.op_class = cls
+        fn = _make_function(spec, cls)
+        spec.function = fn
+        fns.append(fn)
+    return fns[0] if len(fns) == 1 else tuple(fns)

@@ -1,0 +1,223 @@
+"""SINGA's tape: Operator records its inputs; backward() walks them in reverse."""
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+
+from ..tensor import Tensor
+
+MSG_NO_SAVED = ("{op}: backward needs values saved by forward, but forward ran with "
+                "autograd.training = False; set autograd.training = True (or call "
+                "model.train()) before the forward pass")
+
+
+def is_training() -> bool:
+    return sys.modules["singax.autograd"].training
+
+
+class Operator:
+    """Base of every autograd operator (SINGA 2 name: `Operation`).
+
+    Subclasses implement `forward(*arrays)` and, optionally, `backward(*dys)` on raw
+    jax arrays. A subclass without `backward` gets one from `jax.vjp` of its forward.
+    """
+
+    op_count = 0
+
+    def __init__(self, name: str | None = None):
+        if name is None:
+            name = f"{type(self).__name__}#{Operator.op_count}"
+            Operator.op_count += 1
+        self.name = name
+
+    def __call__(self, *xs: Tensor) -> tuple:
+        return self._do_forward(*xs)
+
+    def output_name(self, idx: int) -> str:
+        return f"{self.name}:{idx}"
+
+    def grad_name(self, idx: int) -> str:
+        return f"{self.name}:{idx}_g"
+
+    def get_params(self) -> list:
+        return []
+
+    def _do_forward(self, *xs: Tensor) -> tuple:
+        for i, x in enumerate(xs):
+            if not isinstance(x, Tensor):
+                raise TypeError(f"{type(self).__name__}: input {i} must be a Tensor, got {type(x).__name__}")
+        self.requires_grad = any(x.requires_grad for x in xs)
+        self.src = [(x.creator, id(x), x if x.stores_grad else None, x.stores_grad) for x in xs]
+        dev = xs[0].device if xs else None
+        ys = self._forward_raw(*[x.data for x in xs])
+        if not isinstance(ys, tuple):
+            ys = (ys,)
+        outs = tuple(Tensor(device=dev, data=y, requires_grad=self.requires_grad,
+                            creator=self, name=self.output_name(i)) for i, y in enumerate(ys))
+        self.y_id2idx = {id(y): i for i, y in enumerate(outs)}
+        return outs
+
+    def _forward_raw(self, *arrays):
+        # Built-in operators override this; a user operator without backward
+        # gets jax.vjp of its forward recorded while training.
+        if type(self).backward is not Operator.backward or not (is_training() and self.requires_grad):
+            return self.forward(*arrays)
+        ys, self._pullback = jax.vjp(lambda *xs: self.forward(*xs), *arrays)
+        self._multi_out = isinstance(ys, tuple)
+        return ys
+
+    def _do_backward(self, *dys) -> tuple:
+        dxs = self.backward(*dys)
+        if not isinstance(dxs, tuple):
+            dxs = (dxs,)
+        return dxs
+
+    def forward(self, *xs):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def backward(self, *dys):
+        # Auto-derived backward for user operators that only define forward.
+        pullback = getattr(self, "_pullback", None)
+        if pullback is None:
+            raise RuntimeError(MSG_NO_SAVED.format(op=self.name))
+        dxs = pullback(dys if self._multi_out else dys[0])
+        return tuple(_none_if_float0(d) for d in dxs)
+
+
+def _none_if_float0(d):
+    return None if getattr(d, "dtype", None) == jax.dtypes.float0 else d
+
+
+Operation = Operator
+
+
+class Dummy(Operator):
+    """Leaf operator: the creator of tensors that no operator produced."""
+
+    def __init__(self, tensor: Tensor, name: str | None = None):
+        self.name = name if name is not None else tensor.name
+        self.src = []
+        self.y_id2idx = {id(tensor): 0}
+        self.requires_grad = False
+        self.tensor = tensor
+
+    def output_name(self, idx: int) -> str:
+        return self.name
+
+    def __getattr__(self, attr):
+        if attr in ("tensor", "__setstate__", "__deepcopy__"):
+            raise AttributeError(attr)
+        return getattr(self.tensor, attr)
+
+
+def infer_dependency(op: Operator) -> tuple[Counter, Counter]:
+    """Count, for every op reachable from `op`, how often it is a source, and
+    for every tensor id how many consumers it has."""
+    op_count: Counter = Counter()
+    tensor_count: Counter = Counter()
+    stack, seen = [op], {id(op)}
+    while stack:
+        cur = stack.pop()
+        for src_op, x_id, _, _ in cur.src:
+            op_count[src_op] += 1
+            tensor_count[x_id] += 1
+            if id(src_op) not in seen:
+                seen.add(id(src_op))
+                stack.append(src_op)
+    return op_count, tensor_count
+
+
+def _as_array(dy, y: Tensor):
+    if dy is None:
+        return jnp.ones(y.shape, y.data.dtype)
+    if isinstance(dy, Tensor):
+        return dy.data
+    if isinstance(dy, (int, float)):
+        return jnp.full(y.shape, dy, y.data.dtype)
+    return jnp.asarray(dy)
+
+
+def backward(y: Tensor, dy: Any = None) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield `(param, grad)` for every tensor with `stores_grad` that `y` depends on.
+
+    Gradients of tensors used several times are summed; each parameter is yielded
+    once, after all its consumers ran backward, so updating it while iterating is safe.
+
+    SINGA: `dy` may be any shape-compatible value; a non-scalar `y` needs `dy`.
+    """
+    if not isinstance(y, Tensor):
+        raise TypeError(f"backward: expected a Tensor, got {type(y).__name__}")
+    if dy is None and y.size() != 1:
+        raise ValueError(f"backward: y must have exactly one element (got shape {y.shape}); "
+                         "pass dy for a non-scalar output")
+    dy = _as_array(dy, y)
+    op_dep, tensor_dep = infer_dependency(y.creator)
+    if y.stores_grad:
+        yield y, Tensor(device=y.device, data=dy, requires_grad=False, name=y.creator.grad_name(0) if not isinstance(y.creator, Dummy) else y.name + "_g")
+    ready = [(y.creator, [dy] + [None] * (len(y.creator.y_id2idx) - 1))]
+    pending: dict[int, list] = {}
+    while ready:
+        op, dys = ready.pop()
+        if not op.requires_grad or isinstance(op, Dummy):
+            continue
+        dxs = op._do_backward(*dys)
+        if len(dxs) != len(op.src):
+            raise RuntimeError(f"{op.name}: backward returned {len(dxs)} gradients for {len(op.src)} inputs")
+        op.src_done = True
+        for (src_op, x_id, x, x_stores_grad), dx in zip(op.src, dxs):
+            if isinstance(src_op, Dummy) and not x_stores_grad:
+                continue
+            slot = pending.get(id(src_op))
+            if slot is None:
+                slot = pending[id(src_op)] = [None] * len(src_op.y_id2idx)
+            if dx is not None:
+                idx = src_op.y_id2idx[x_id]
+                slot[idx] = dx if slot[idx] is None else slot[idx] + dx
+            op_dep[src_op] -= 1
+            tensor_dep[x_id] -= 1
+            if x_stores_grad and tensor_dep[x_id] == 0 and slot[src_op.y_id2idx[x_id]] is not None:
+                g = slot[src_op.y_id2idx[x_id]]
+                yield x, Tensor(device=x.device, data=g, requires_grad=False,
+                                name=src_op.grad_name(src_op.y_id2idx[x_id]))
+            if op_dep[src_op] == 0:
+                del pending[id(src_op)]
+                if src_op.requires_grad and not isinstance(src_op, Dummy):
+                    ready.append((src_op, slot))
+        _release(op)
+
+
+def _release(op: Operator) -> None:
+    """Drop what forward saved, so the tape does not grow across steps."""
+    for attr in ("_saved", "_pullback", "_ys"):
+        if attr in op.__dict__:
+            op.__dict__[attr] = None
+
+
+def gradients(y: Tensor, dy: Any = None) -> dict[int, Tensor]:
+    """`{id(param): grad}` over `backward(y, dy)`."""
+    return {id(p): g for p, g in backward(y, dy)}
+
+
+def axis_helper(y_shape, x_shape) -> tuple:
+    """Axes of `y_shape` along which `x_shape` was broadcast (right-aligned)."""
+    y_shape, x_shape = tuple(y_shape), tuple(x_shape)
+    lead = len(y_shape) - len(x_shape)
+    return tuple(i for i in range(len(y_shape))
+                 if i < lead or (x_shape[i - lead] == 1 and y_shape[i] != 1))
+
+
+def back_broadcast(y_shape, x_shape, raw):
+    """Sum a gradient of shape `y_shape` back to `x_shape`."""
+    axes = axis_helper(y_shape, x_shape)
+    if axes:
+        raw = jnp.sum(raw, axis=axes)
+    return jnp.reshape(raw, x_shape)
+
+
+def ctensor2numpy(raw):
+    import numpy as np
+    return np.asarray(raw)

@@ -1,0 +1,2 @@
+"""Placeholder: filled by its family issue."""
+__all__ = []

@@ -1,0 +1,117 @@
+"""The tape itself: backward's walk, accumulation, flags, custom operators."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from singax import autograd
+from singax.autograd import Op, register
+from singax.tensor import Tensor
+
+_scale = register(Op("_test_scale", lambda x, factor: x * factor, attrs=(("factor", 2.0),),
+                     cls="_TestScale"))
+_sum1 = register(Op("_test_sum1", lambda x: jnp.sum(x).reshape(1), cls="_TestSum1"))
+_add_pair = register(Op("_test_add", lambda a, b: a + b, inputs=2, cls="_TestAdd"))
+autograd.OPS.pop("_test_add")
+autograd.OPS.pop("_test_scale"); autograd.OPS.pop("_test_sum1")  # keep them out of the op table
+
+
+class Sine(autograd.Operator):
+    def forward(self, x):
+        return jnp.sin(x)
+
+
+class Cube(autograd.Operator):
+    def forward(self, x):
+        self.x = x
+        return x ** 3
+
+    def backward(self, dy):
+        return 30.0 * self.x ** 2 * dy   # deliberately 10x: proves the user's backward runs
+
+
+def test_operator_call_records_tape_and_returns_tuple():
+    autograd.training = True
+    x = Tensor(data=np.ones((2, 2)), stores_grad=True, name="x")
+    ys = autograd.CLASSES["_TestScale"](3.0)(x)
+    assert isinstance(ys, tuple) and len(ys) == 1
+    y = ys[0]
+    assert y.creator.src[0][1] == id(x) and y.creator.y_id2idx == {id(y): 0}
+    assert y.name == y.creator.name + ":0" and y.requires_grad
+    np.testing.assert_allclose(y.data, 3.0)
+
+
+def test_shared_tensor_gradients_accumulate_and_yield_once():
+    autograd.training = True
+    x = Tensor(data=np.array([1.0, 2.0]), stores_grad=True, name="x")
+    a = _scale(x, 2.0)
+    b = _scale(x, 3.0)
+    total = _sum1(_add_pair(a, b))
+    pairs = list(autograd.backward(total))
+    assert len(pairs) == 1 and pairs[0][0] is x
+    np.testing.assert_allclose(pairs[0][1].data, [5.0, 5.0])
+
+
+def test_params_without_stores_grad_are_not_yielded():
+    autograd.training = True
+    w = Tensor(data=np.ones(3), stores_grad=True, name="w")
+    c = Tensor(data=np.ones(3), stores_grad=False)
+    pairs = list(autograd.backward(_sum1(_scale(w, 1.0))))
+    assert [p.name for p, _ in pairs] == ["w"]
+    assert list(autograd.backward(_sum1(_scale(c, 1.0)))) == []
+
+
+def test_user_operator_gets_backward_from_jax_vjp():
+    autograd.training = True
+    x = Tensor(data=np.array([0.1, 0.7, -1.2]), stores_grad=True)
+    (p, g), = autograd.backward(_sum1(Sine()(x)[0]))
+    np.testing.assert_allclose(g.data, np.cos([0.1, 0.7, -1.2]), rtol=1e-6)
+
+
+def test_user_operator_backward_is_used_when_defined():
+    autograd.training = True
+    x = Tensor(data=np.array([1.0, 2.0]), stores_grad=True)
+    (p, g), = autograd.backward(_sum1(Cube()(x)[0]))
+    np.testing.assert_allclose(g.data, [30.0, 120.0])
+
+
+def test_backward_after_eval_forward_is_a_clear_error():
+    autograd.training = False
+    x = Tensor(data=np.ones(2), stores_grad=True)
+    y = _sum1(_scale(x, 1.0))
+    assert y.creator.__dict__.get("_saved") is None
+    with pytest.raises(RuntimeError, match="training"):
+        list(autograd.backward(y))
+
+
+def test_backward_needs_scalar_or_dy():
+    autograd.training = True
+    x = Tensor(data=np.ones((2, 2)), stores_grad=True)
+    with pytest.raises(ValueError, match="one element"):
+        list(autograd.backward(_scale(x, 1.0)))
+    (p, g), = autograd.backward(_scale(x, 3.0), Tensor(data=np.full((2, 2), 2.0)))
+    np.testing.assert_allclose(g.data, 6.0)
+
+
+def test_tape_is_released_after_backward():
+    autograd.training = True
+    x = Tensor(data=np.ones(2), stores_grad=True)
+    h = _scale(x, 2.0)
+    y = _sum1(h)
+    list(autograd.backward(y))
+    assert h.creator._saved is None and y.creator._saved is None
+
+
+def test_infer_dependency_counts_consumers():
+    autograd.training = True
+    x = Tensor(data=np.ones(2), stores_grad=True)
+    a = _scale(x, 2.0)
+    y = _sum1(a)
+    ops, tensors = autograd.infer_dependency(y.creator)
+    assert tensors[id(a)] == 1 and tensors[id(x)] == 1
+    assert ops[a.creator] == 1
+
+
+def test_helpers_axis_helper_and_back_broadcast():
+    assert autograd.axis_helper((2, 3, 4), (3, 1)) == (0, 2)
+    g = autograd.back_broadcast((2, 3, 4), (3, 1), jnp.ones((2, 3, 4)))
+    assert g.shape == (3, 1) and float(g[0, 0]) == 8.0

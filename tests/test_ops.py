@@ -1,0 +1,119 @@
+"""One table drives every operator test: forward vs numpy, backward vs central
+finite differences (float64), tape vs the operator's own backward."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from singax import autograd
+from singax.tensor import Tensor
+
+DOMAINS = {
+    "default": lambda rng, s: rng.standard_normal(s),
+    "positive": lambda rng, s: rng.uniform(0.5, 2.0, s),
+    "small": lambda rng, s: rng.uniform(-1.0, 1.0, s),
+    "unit": lambda rng, s: rng.uniform(-0.9, 0.9, s),
+    "nonzero": lambda rng, s: rng.choice([-1.0, 1.0], s) * rng.uniform(0.3, 2.0, s),
+    "above1": lambda rng, s: rng.uniform(1.5, 3.0, s),
+}
+
+
+def cases():
+    for spec in autograd.OPS.values():
+        shape_cases = spec.shapes or [((3, 4),) * (spec.inputs or 2)]
+        for si, shapes in enumerate(shape_cases):
+            for ai, attrs in enumerate(spec.samples or [{}]):
+                yield pytest.param(spec, shapes, attrs, id=f"{spec.name}-s{si}-a{ai}")
+
+
+def sample_inputs(spec, shapes, attrs, seed=0):
+    rng = np.random.default_rng(seed)
+    if spec.sample is not None:
+        return [np.asarray(a) for a in spec.sample(rng, attrs)]
+    out = []
+    for i, s in enumerate(shapes):
+        if i in spec.int_inputs:
+            out.append(rng.integers(0, 3, s).astype(np.int32))
+        else:
+            out.append(DOMAINS[spec.domain](rng, s))
+    return out
+
+
+def run_op(spec, attrs, arrays, dtype):
+    autograd.training = True
+    xs = [Tensor(data=a.astype(dtype) if a.dtype.kind == "f" else a,
+                 dtype=dtype if a.dtype.kind == "f" else a.dtype, stores_grad=a.dtype.kind == "f")
+          for a in arrays]
+    op = spec.op_class(**attrs)
+    return op, op(*xs)
+
+
+def as_tuple(y):
+    return y if isinstance(y, tuple) else (y,)
+
+
+@pytest.mark.parametrize("spec,shapes,attrs", list(cases()))
+def test_forward_matches_numpy(spec, shapes, attrs):
+    if spec.ref is None:
+        pytest.skip(f"{spec.name}: no numpy reference (checked elsewhere)")
+    arrays = sample_inputs(spec, shapes, attrs)
+    _, ys = run_op(spec, attrs, arrays, np.float32)
+    want = as_tuple(spec.ref(*[a.astype(np.float32) if a.dtype.kind == "f" else a for a in arrays], **attrs))
+    assert len(ys) == len(want)
+    for y, w in zip(ys, want):
+        w = np.asarray(w)
+        assert y.shape == w.shape, f"{spec.name}: shape {y.shape} != numpy {w.shape}"
+        np.testing.assert_allclose(np.asarray(y.data, np.float64), w.astype(np.float64), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec,shapes,attrs", list(cases()))
+def test_backward_matches_finite_differences(spec, shapes, attrs, x64):
+    if not spec.differentiable:
+        op, ys = run_op(spec, attrs, sample_inputs(spec, shapes, attrs), np.float64)
+        with pytest.raises(RuntimeError):
+            op.backward(*[y.data for y in ys])
+        return
+    arrays = sample_inputs(spec, shapes, attrs)
+    op, ys = run_op(spec, attrs, arrays, np.float64)
+    rng = np.random.default_rng(1)
+    dys = [rng.standard_normal(y.shape) for y in ys]
+    dxs = op._do_backward(*[jnp.asarray(d) for d in dys])
+    assert len(dxs) == len(arrays)
+    full = {**dict(spec.attrs), **attrs}
+    eps = 1e-6
+    for i, a in enumerate(arrays):
+        if a.dtype.kind != "f" or (spec.diff is not None and i not in spec.diff):
+            continue
+        assert dxs[i] is not None, f"{spec.name}: no gradient for input {i}"
+        assert dxs[i].shape == a.shape, f"{spec.name}: gradient {i} shape {dxs[i].shape} != {a.shape}"
+        v = rng.standard_normal(a.shape)
+
+        def f(delta):
+            xs = [jnp.asarray(b) for b in arrays]
+            xs[i] = xs[i] + delta * v
+            return as_tuple(spec.forward(*xs, **full))
+        plus, minus = f(eps), f(-eps)
+        fd = sum(np.sum(d * (np.asarray(p) - np.asarray(m))) for d, p, m in zip(dys, plus, minus)) / (2 * eps)
+        an = float(np.sum(np.asarray(dxs[i]) * v))
+        tol = spec.tol or 1e-5
+        assert abs(fd - an) <= tol * max(1.0, abs(fd)), f"{spec.name}: input {i}: finite diff {fd} vs backward {an}"
+
+
+@pytest.mark.parametrize("spec,shapes,attrs", list(cases()))
+def test_tape_matches_operator_backward(spec, shapes, attrs):
+    """autograd.backward through the op yields the op's gradient for each stored input."""
+    if not spec.differentiable:
+        pytest.skip("no backward")
+    arrays = sample_inputs(spec, shapes, attrs)
+    op, ys = run_op(spec, attrs, arrays, np.float32)
+    loss = ys[0] if len(ys) == 1 else autograd.add(ys[0], ys[1]) if len(ys) == 2 and ys[0].shape == ys[1].shape else None
+    if loss is None:
+        pytest.skip("multi-output op: covered by the finite-difference test")
+    dy = np.random.default_rng(2).standard_normal(loss.shape).astype(np.float32)
+    got = {id(p): g for p, g in autograd.backward(loss, Tensor(data=dy))}
+    op2, ys2 = run_op(spec, attrs, arrays, np.float32)
+    dxs = op2._do_backward(*[jnp.asarray(dy)] * len(ys2))
+    for x, dx in zip([s[2] for s in op.src], dxs):
+        if x is None or dx is None:
+            continue
+        np.testing.assert_allclose(np.asarray(got[id(x)].data), np.asarray(dx), rtol=1e-5, atol=1e-6)
