@@ -1,2 +1,302 @@
-"""Placeholder: filled by its issue."""
-MSG_VALUE_IN_TRACE = "{what}: cannot read a tensor value inside a compiled train_one_batch"
+"""SINGA's Model: a Layer with a training step that compiles into one XLA program.
+
+With graph mode on (the default, as in SINGA), `train_one_batch` is traced once per
+input signature by `singax._compile.GraphFunction`: the user's imperative code —
+forward, loss, `autograd.backward`, optimizer updates, BatchNorm statistics,
+dropout keys — becomes one jitted `step(state, inputs)` with donated buffers.
+`use_graph=False` runs the same code eagerly and gives the same numbers.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import autograd
+from ._compile import MSG_VALUE_IN_TRACE, GraphFunction  # noqa: F401  (re-exported)
+try:
+    from .layer import Layer
+except ImportError:  # layer module still being written
+    class Layer:  # type: ignore[no-redef]
+        def __init__(self):
+            pass
+from .tensor import Tensor, from_numpy, to_numpy
+
+__all__ = ["Model", "CheckpointExistsError"]
+
+OPT_PREFIX = "__singax_opt__/"
+
+
+class CheckpointExistsError(FileExistsError, AssertionError):
+    """`save_states` refuses to overwrite a file (SINGA asserts the same)."""
+
+
+def _graph_step(fn):
+    """Wrap a subclass's `train_one_batch` so graph mode runs it compiled."""
+
+    @functools.wraps(fn)
+    def train_one_batch(self, *args, **kwargs):
+        if self.__dict__.get("_in_trace") or not (self.graph_mode and self.training):
+            return fn(self, *args, **kwargs)
+        if not self.__dict__.get("_ready_for_graph"):
+            # Never compiled: this first batch runs eagerly and creates the parameters.
+            self._ready_for_graph = True
+            return fn(self, *args, **kwargs)
+        graphs = self.__dict__.setdefault("_graphs", {})
+        graph = graphs.get(fn)
+        if graph is None:
+            graph = graphs[fn] = GraphFunction(functools.partial(_traced, self, fn),
+                                               name=f"{type(self).__name__}.train_one_batch")
+        return graph(*args, **kwargs)
+
+    train_one_batch._singax_graph = True
+    return train_one_batch
+
+
+def _traced(model: "Model", fn, *args, **kwargs):
+    model._in_trace = True
+    try:
+        return fn(model, *args, **kwargs)
+    finally:
+        model._in_trace = False
+
+
+class Model(Layer):
+    """Base class of user models (SINGA's `model.Model`).
+
+    Subclasses define `forward` and `train_one_batch`; calling the model runs
+    `train_one_batch` in training mode and `forward` in evaluation mode.
+    """
+
+    TENSOR_DICT_FILENAME = "/tensor_dict.npz"
+    STATES_ATTR_FILENAME = "/states_attr.json"
+    MODEL_STATE_TYPE = 0
+    AUX_STATE_TYPE = 1
+
+    def __init__(self):
+        super().__init__()
+        self.training = True
+        self.graph_mode = True
+        self.sequential = False
+        self._buffered = False
+        self._results = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("train_one_batch")
+        if step is not None and not getattr(step, "_singax_graph", False):
+            cls.train_one_batch = _graph_step(step)
+
+    # --- SINGA interface ---------------------------------------------------
+    def compile(self, inputs: Sequence[Tensor], is_train: bool = True, use_graph: bool = False,
+                sequential: bool = False) -> None:
+        """Create the parameters by running `forward` on placeholder inputs, then set modes.
+
+        Args:
+          inputs: a non-empty list of Tensors shaped like a real batch.
+          is_train: training mode (sets the global `autograd.training`).
+          use_graph: compile `train_one_batch` (and eval-mode `forward`) into one XLA program.
+          sequential: accepted for SINGA scripts; XLA schedules the program itself.
+
+        SINGA: the placeholder forward runs with `autograd.training = False`, so it never
+        updates BatchNorm statistics or draws dropout masks.
+        """
+        if not isinstance(inputs, (list, tuple)) or not inputs or not isinstance(inputs[0], Tensor):
+            raise ValueError("Model.compile: inputs must be a non-empty list of Tensors "
+                             f"(got {type(inputs).__name__})")
+        autograd.training = False
+        try:
+            self.forward(*inputs)
+        finally:
+            autograd.training = is_train
+        self.training = is_train
+        self.graph_mode = use_graph
+        self.sequential = sequential
+        self._ready_for_graph = True
+
+    def forward(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward")
+
+    def train_one_batch(self, *inputs, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define train_one_batch")
+
+    def train(self, mode: bool = True) -> None:
+        self.training = mode
+        autograd.training = mode
+
+    def eval(self) -> None:
+        self.train(False)
+
+    def graph(self, mode: bool = True, sequential: bool = False) -> None:
+        self.graph_mode = mode
+        self.sequential = sequential
+
+    def __call__(self, *inputs, **kwargs):
+        if self.training:
+            return self.train_one_batch(*inputs, **kwargs)
+        if self.graph_mode and self.__dict__.get("_ready_for_graph"):
+            graph = self.__dict__.get("_eval_graph")
+            if graph is None:
+                graph = self._eval_graph = GraphFunction(self.forward, name=f"{type(self).__name__}.forward")
+            return graph(*inputs, **kwargs)
+        return self.forward(*inputs, **kwargs)
+
+    @property
+    def compile_count(self) -> int:
+        """How many programs graph mode has compiled (one per input signature)."""
+        graphs = list(self.__dict__.get("_graphs", {}).values())
+        if self.__dict__.get("_eval_graph") is not None:
+            graphs.append(self._eval_graph)
+        return sum(g.compile_count for g in graphs)
+
+    def __get_name__(self) -> str:
+        return type(self).__name__
+
+    # --- checkpoints ---------------------------------------------------------
+    def save_states(self, fpath: str, aux_states: dict | None = None) -> None:
+        """Write SINGA's checkpoint zip (`tensor_dict.npz` + `states_attr.json`).
+
+        Model states are `get_states()`; `aux_states` (name -> Tensor) are stored with
+        state_type 1. singax also stores the optimizer's states (as aux entries under
+        `__singax_opt__/`) so training resumes exactly; SINGA ignores them.
+        The file is written atomically and never overwritten.
+        """
+        if os.path.exists(fpath):
+            raise CheckpointExistsError(f"save_states: {fpath} already exists; remove it or choose another path")
+        aux_states = dict(aux_states or {})
+        for k, v in aux_states.items():
+            if not isinstance(v, Tensor):
+                raise TypeError(f"save_states: aux state {k!r} must be a Tensor, got {type(v).__name__}")
+        arrays, attrs = {}, {}
+        for kind, states in ((self.MODEL_STATE_TYPE, self.get_states()), (self.AUX_STATE_TYPE, aux_states),
+                             (self.AUX_STATE_TYPE, self._optimizer_states())):
+            for name, t in states.items():
+                arrays[name] = to_numpy(t)
+                attrs[name] = {"state_type": kind, "shape": list(t.shape), "dtype": int(t.dtype)}
+        npz = io.BytesIO()
+        np.savez(npz, **arrays)
+        folder = os.path.dirname(os.path.abspath(fpath))
+        fd, tmp = tempfile.mkstemp(prefix=".singax-ckpt-", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+                z.writestr(self.TENSOR_DICT_FILENAME.lstrip("/"), npz.getvalue())
+                z.writestr(self.STATES_ATTR_FILENAME.lstrip("/"), json.dumps(attrs))
+            if os.path.exists(fpath):
+                raise CheckpointExistsError(f"save_states: {fpath} appeared while writing; not overwritten")
+            os.replace(tmp, fpath)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def load_states(self, fpath: str) -> dict:
+        """Read a checkpoint written by `save_states` (singax or SINGA); return the aux states.
+
+        Every name, shape and dtype is validated before anything changes; on a mismatch
+        the error lists all problems and the model is unchanged.
+        """
+        arrays, attrs = _read_checkpoint(fpath)
+        model_arrays = {k: v for k, v in arrays.items()
+                        if attrs.get(k, {}).get("state_type", self.MODEL_STATE_TYPE) == self.MODEL_STATE_TYPE}
+        aux = {k: v for k, v in arrays.items() if k not in model_arrays}
+        opt_arrays = {k[len(OPT_PREFIX):]: v for k, v in aux.items() if k.startswith(OPT_PREFIX)}
+        current = self.get_states()
+        problems = []
+        for name, t in current.items():
+            if name not in model_arrays:
+                problems.append(f"{name}: missing from the checkpoint")
+                continue
+            a = model_arrays[name]
+            if tuple(a.shape) != tuple(t.shape):
+                problems.append(f"{name}: checkpoint shape {tuple(a.shape)}, model shape {t.shape}")
+            elif a.dtype.kind != np.dtype(t.data.dtype).kind:
+                problems.append(f"{name}: checkpoint dtype {a.dtype}, model dtype {t.data.dtype}")
+        problems += [f"{name}: not a state of this model" for name in model_arrays if name not in current]
+        if problems:
+            raise ValueError(f"load_states: {fpath} does not match {type(self).__name__}:\n  "
+                             + "\n  ".join(problems))
+        self._check_optimizer_states(opt_arrays)
+        self.set_states({k: model_arrays[k] for k in current})
+        self._load_optimizer_states(opt_arrays)
+        return {k: from_numpy(v) for k, v in aux.items() if not k.startswith(OPT_PREFIX)}
+
+    # --- optimizer states in checkpoints ---------------------------------------
+    def _optimizers(self) -> list:
+        from .opt import Optimizer
+        found = []
+        for v in self.__dict__.values():
+            inner = getattr(v, "opt", None)
+            for o in (v, inner):
+                if isinstance(o, Optimizer) and all(o is not f for f in found):
+                    found.append(o)
+        return found
+
+    def _optimizer_states(self) -> dict:
+        out = {}
+        for i, o in enumerate(self._optimizers()):
+            for k, v in _flatten_states(o.get_states()).items():
+                out[f"{OPT_PREFIX}{i}/{k}"] = v
+        return out
+
+    def _check_optimizer_states(self, arrays: dict) -> None:
+        opts = self._optimizers()
+        for k in arrays:
+            index = k.split("/", 1)[0]
+            if not index.isdigit() or int(index) >= len(opts):
+                raise ValueError(f"load_states: checkpoint has optimizer state {k!r} but the model has "
+                                 f"{len(opts)} optimizer(s)")
+
+    def _load_optimizer_states(self, arrays: dict) -> None:
+        for i, o in enumerate(self._optimizers()):
+            mine = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.split("/", 1)[0] == str(i)}
+            if mine:
+                o.set_states(_unflatten_states(mine))
+
+
+def _flatten_states(states: dict, prefix: str = "") -> dict:
+    """Nested optimizer state dicts -> flat {"a/b": Tensor}; numbers become Tensors."""
+    out = {}
+    for k, v in states.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten_states(v, key + "/"))
+        elif isinstance(v, Tensor):
+            out[key] = v
+        else:
+            out[key] = from_numpy(np.asarray(v, dtype=np.float32).reshape(-1))
+    return out
+
+
+def _unflatten_states(flat: dict) -> dict:
+    out: dict = {}
+    for k, v in flat.items():
+        parts = k.split("/")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = from_numpy(v)
+    return out
+
+
+def _read_checkpoint(fpath: str) -> tuple[dict, dict]:
+    if not os.path.exists(fpath):
+        raise FileNotFoundError(f"load_states: no checkpoint at {fpath}")
+    want = (Model.TENSOR_DICT_FILENAME.lstrip("/"), Model.STATES_ATTR_FILENAME.lstrip("/"))
+    try:
+        with zipfile.ZipFile(fpath) as z:
+            names = set(z.namelist())
+            missing = [n for n in want if n not in names]
+            if missing:
+                raise ValueError(f"load_states: {fpath} is not a SINGA checkpoint (missing {', '.join(missing)}; "
+                                 f"found {', '.join(sorted(names)) or 'nothing'})")
+            attrs = json.loads(z.read(want[1]).decode("utf-8"))
+            with np.load(io.BytesIO(z.read(want[0])), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, EOFError, OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"load_states: {fpath} is truncated or not a checkpoint zip ({err})") from None
+    return arrays, attrs

@@ -1,0 +1,184 @@
+"""Turn an imperative singax function into one compiled XLA program.
+
+`GraphFunction(fn)` calls `fn` (e.g. a model's `train_one_batch`) with its Tensor
+arguments holding tracers, so the whole step — forward, tape, backward,
+optimizer updates, BatchNorm statistics, random keys — is traced into one
+`step(state, inputs) -> (new_state, outputs)`. The state is discovered, not
+declared: every handle that existed before the trace and is read or written
+during it (see `_handle.StateLog`). The step is compiled with the state buffers
+donated; afterwards the new arrays are written back into the same handles.
+A new trace happens only when the Tensor arguments' shapes/dtypes or the
+non-Tensor arguments change.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._handle import Handle, StateLog, next_serial
+from .tensor import Tensor
+
+log = logging.getLogger("singax.compile")
+
+MSG_VALUE_IN_TRACE = (
+    "{what}: a tensor's value was read inside a compiled step (graph mode). The step is "
+    "traced once and run as one XLA program, so values do not exist while it is built. "
+    "Read values after the call (e.g. `out, loss = model(x, y); tensor.to_numpy(loss)`), "
+    "replace Python `if` on tensor values with tensor ops, or compile with use_graph=False.")
+
+_VALUE_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                 jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError)
+
+
+def _is_tensor(x: Any) -> bool:
+    return isinstance(x, Tensor)
+
+
+def _strong(x):
+    """Drop JAX's weak type so a state array keeps one signature across steps."""
+    return lax.convert_element_type(x, x.dtype) if getattr(x, "weak_type", False) else x
+
+
+def _static_key(leaf: Any) -> Any:
+    try:
+        hash(leaf)
+        return leaf
+    except TypeError:
+        return ("unhashable", type(leaf).__name__, repr(leaf))
+
+
+class _Entry:
+    """One compiled step for one input signature."""
+
+    def __init__(self, state: list[Handle], compiled: Any, out_tree: Any, out_static: list):
+        self.state, self.compiled, self.out_tree, self.out_static = state, compiled, out_tree, out_static
+
+
+class GraphFunction:
+    """Compile `fn(*args, **kwargs)` into one XLA program per input signature.
+
+    Args:
+      fn: an imperative function over singax Tensors (its Python runs only while tracing).
+      donate: donate the state buffers to the step (they are replaced by the new state).
+      name: used in logs and error messages.
+    """
+
+    def __init__(self, fn: Callable, donate: bool = True, name: str | None = None):
+        self.fn, self.donate = fn, donate
+        self.name = name or getattr(fn, "__name__", "step")
+        self.cache: dict[Any, _Entry] = {}
+        self.compile_count = 0     # traces that produced a compiled program
+        self.trace_count = 0       # Python traces of fn (discovery traces included)
+        self._known_state: list[Handle] = []
+
+    # --- public ------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        leaves, tree = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_tensor)
+        inputs = [x for x in leaves if _is_tensor(x)]
+        key = (tree, tuple(("T", x.shape, x.data.dtype, x.requires_grad, x.stores_grad)
+                           if _is_tensor(x) else _static_key(x) for x in leaves), _training())
+        entry = self.cache.get(key)
+        if entry is None:
+            if self.cache:
+                log.info("%s: re-tracing for a new input signature %s", self.name,
+                         [(x.shape, str(x.data.dtype)) for x in inputs])
+            entry = self.cache[key] = self._build(args, kwargs, leaves, tree, inputs)
+        return self._run(entry, inputs)
+
+    # --- internals -----------------------------------------------------------
+    def _run(self, entry: _Entry, inputs: list[Tensor]):
+        state_arrays = _unique_buffers([h.data for h in entry.state], [x.data for x in inputs])
+        new_state, out_arrays = entry.compiled(state_arrays, [x.data for x in inputs])
+        for h, a in zip(entry.state, new_state):
+            h.__dict__["_data"] = a
+        return self._outputs(entry, out_arrays)
+
+    def _outputs(self, entry: _Entry, out_arrays: list):
+        arrays = iter(out_arrays)
+        leaves = [Tensor(data=next(arrays), requires_grad=False) if s is _TENSOR else s
+                  for s in entry.out_static]
+        return jax.tree_util.tree_unflatten(entry.out_tree, leaves)
+
+    def _step_fn(self, state: list[Handle], args, kwargs, inputs: list[Tensor], record: dict):
+        """The pure function that jax traces: state and inputs in, new state and outputs out."""
+
+        def step(state_arrays, input_arrays):
+            self.trace_count += 1
+            saved = [(h, h.__dict__["_data"]) for h in state + inputs]
+            for h, a in zip(state, state_arrays):
+                h.__dict__["_data"] = a
+            for x, a in zip(inputs, input_arrays):
+                x.__dict__["_data"] = a
+            state_log = StateLog(next_serial())
+            try:
+                with state_log:
+                    try:
+                        out = self.fn(*args, **kwargs)
+                    except _VALUE_ERRORS as err:
+                        raise RuntimeError(MSG_VALUE_IN_TRACE.format(what=self.name)
+                                           + f"\n(JAX said: {str(err).splitlines()[0]})") from None
+                new_state = [_strong(h.__dict__["_data"]) for h in state]
+                out_leaves, out_tree = jax.tree_util.tree_flatten(out, is_leaf=_is_tensor)
+                record["out_tree"] = out_tree
+                record["out_static"] = [_TENSOR if _is_tensor(x) else x for x in out_leaves]
+                out_arrays = [x.__dict__["_data"] for x in out_leaves if _is_tensor(x)]
+                known = {id(h) for h in state} | {id(x) for x in inputs}
+                record["missed"] = [h for h in {**state_log.read, **state_log.written}.values()
+                                    if id(h) not in known]
+            finally:
+                state_log.restore()
+                for h, a in saved:
+                    h.__dict__["_data"] = a
+            return new_state, out_arrays
+        return step
+
+    def _build(self, args, kwargs, leaves, tree, inputs: list[Tensor]) -> _Entry:
+        input_ids = {id(x) for x in inputs}
+        state = [h for h in self._known_state if id(h) not in input_ids]
+        for _ in range(4):
+            record: dict = {}
+            step = self._step_fn(state, args, kwargs, inputs, record)
+            jitted = jax.jit(step, donate_argnums=(0,) if self.donate else ())
+            state_arrays = [_strong(h.data) for h in state]
+            for h, a in zip(state, state_arrays):
+                h.__dict__["_data"] = a
+            traced = jitted.trace(state_arrays, [x.data for x in inputs])
+            if not record["missed"]:
+                break
+            # state that this trace met for the first time: add it and trace again
+            state = state + record["missed"]
+        else:
+            raise RuntimeError(f"{self.name}: the set of state tensors kept changing between traces")
+        self._known_state = _merge(self._known_state, state)
+        compiled = traced.lower().compile()
+        self.compile_count += 1
+        return _Entry(state, compiled, record["out_tree"], record["out_static"])
+
+
+_TENSOR = object()
+
+
+def _merge(old: list, new: list) -> list:
+    seen = {id(h) for h in old}
+    return old + [h for h in new if id(h) not in seen]
+
+
+def _unique_buffers(state_arrays: list, input_arrays: list) -> list:
+    """Copy arrays that appear twice, since a donated buffer may be passed only once."""
+    seen = {id(a) for a in input_arrays}
+    out = []
+    for a in state_arrays:
+        if id(a) in seen:
+            a = jnp.copy(a)
+        seen.add(id(a))
+        out.append(a)
+    return out
+
+
+def _training() -> bool:
+    from . import autograd
+    return autograd.training
