@@ -77,16 +77,30 @@ class GraphFunction:
 
     # --- public ------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        return self._call(args, kwargs, scan=False)
+
+    def scan(self, *args, **kwargs):
+        """Run K steps in one dispatch: every Tensor argument carries K batches on axis 0.
+
+        Returns the outputs of all K steps stacked on axis 0 (via `lax.scan`).
+        """
+        return self._call(args, kwargs, scan=True)
+
+    def _call(self, args, kwargs, scan: bool):
         leaves, tree = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_tensor)
         inputs = [x for x in leaves if _is_tensor(x)]
-        key = (tree, tuple(("T", x.shape, x.data.dtype, x.requires_grad, x.stores_grad)
-                           if _is_tensor(x) else _static_key(x) for x in leaves), _training())
+        if scan and (not inputs or len({x.shape[0] if x.shape else None for x in inputs}) != 1
+                     or not inputs[0].shape):
+            raise ValueError(f"{self.name}: K-step mode needs Tensor arguments with the same "
+                             f"leading (step) axis; got shapes {[x.shape for x in inputs]}")
+        key = (scan, tree, tuple(("T", x.shape, x.data.dtype, x.requires_grad, x.stores_grad)
+                                 if _is_tensor(x) else _static_key(x) for x in leaves), _training())
         entry = self.cache.get(key)
         if entry is None:
             if self.cache:
                 log.info("%s: re-tracing for a new input signature %s", self.name,
                          [(x.shape, str(x.data.dtype)) for x in inputs])
-            entry = self.cache[key] = self._build(args, kwargs, leaves, tree, inputs)
+            entry = self.cache[key] = self._build(args, kwargs, inputs, scan)
         return self._run(entry, inputs)
 
     # --- internals -----------------------------------------------------------
@@ -136,12 +150,14 @@ class GraphFunction:
             return new_state, out_arrays
         return step
 
-    def _build(self, args, kwargs, leaves, tree, inputs: list[Tensor]) -> _Entry:
+    def _build(self, args, kwargs, inputs: list[Tensor], scan: bool) -> _Entry:
         input_ids = {id(x) for x in inputs}
         state = [h for h in self._known_state if id(h) not in input_ids]
         for _ in range(4):
             record: dict = {}
             step = self._step_fn(state, args, kwargs, inputs, record)
+            if scan:
+                step = _scanned(step)
             jitted = jax.jit(step, donate_argnums=(0,) if self.donate else ())
             state_arrays = [_strong(h.data) for h in state]
             for h, a in zip(state, state_arrays):
@@ -160,6 +176,14 @@ class GraphFunction:
 
 
 _TENSOR = object()
+
+
+def _scanned(step: Callable) -> Callable:
+    """K steps of `step` in one program; inputs and outputs gain a leading K axis."""
+
+    def many(state_arrays, stacked_inputs):
+        return lax.scan(lambda carry, inputs: step(carry, inputs), state_arrays, stacked_inputs)
+    return many
 
 
 def _merge(old: list, new: list) -> list:

@@ -48,14 +48,10 @@ def _graph_step(fn):
             # Never compiled: this first batch runs eagerly and creates the parameters.
             self._ready_for_graph = True
             return fn(self, *args, **kwargs)
-        graphs = self.__dict__.setdefault("_graphs", {})
-        graph = graphs.get(fn)
-        if graph is None:
-            graph = graphs[fn] = GraphFunction(functools.partial(_traced, self, fn),
-                                               name=f"{type(self).__name__}.train_one_batch")
-        return graph(*args, **kwargs)
+        return self._train_graph(fn)(*args, **kwargs)
 
     train_one_batch._singax_graph = True
+    train_one_batch._singax_inner = fn
     return train_one_batch
 
 
@@ -146,6 +142,27 @@ class Model(Layer):
                 graph = self._eval_graph = GraphFunction(self.forward, name=f"{type(self).__name__}.forward")
             return graph(*inputs, **kwargs)
         return self.forward(*inputs, **kwargs)
+
+    def train_steps(self, *inputs, **kwargs):
+        """Run K training steps in one dispatch (singax extra; `lax.scan` over the steps).
+
+        Every Tensor argument holds K batches stacked on axis 0; returns the outputs of
+        `train_one_batch` for all K steps, stacked on axis 0. Same numbers as K calls.
+        """
+        fn = getattr(type(self).train_one_batch, "_singax_inner", None)
+        if fn is None:
+            raise TypeError(f"{type(self).__name__}: train_steps needs a train_one_batch method")
+        if not self.__dict__.get("_ready_for_graph"):
+            raise RuntimeError(f"{type(self).__name__}.train_steps: call compile() first")
+        return self._train_graph(fn).scan(*inputs, **kwargs)
+
+    def _train_graph(self, fn) -> GraphFunction:
+        graphs = self.__dict__.setdefault("_graphs", {})
+        graph = graphs.get(fn)
+        if graph is None:
+            graph = graphs[fn] = GraphFunction(functools.partial(_traced, self, fn),
+                                               name=f"{type(self).__name__}.train_one_batch")
+        return graph
 
     @property
     def compile_count(self) -> int:

@@ -106,3 +106,22 @@ def test_reading_a_value_inside_the_step_explains_the_fix():
     with pytest.raises(RuntimeError, match="use_graph=False"):
         GraphFunction(step)(Tensor(data=np.ones((2, 3), np.float32)))
     assert not isinstance(w.data, jax.core.Tracer)
+
+
+def test_k_steps_in_one_dispatch_match_k_single_steps():
+    autograd.training = True
+    xs = np.random.default_rng(5).standard_normal((4, 5, 3)).astype(np.float32)
+    device.get_default_device().SetRandSeed(1)
+    single = Trainer()
+    fn = GraphFunction(single.step)
+    losses = [np.array(fn(Tensor(data=x))[0].data) for x in xs]
+    device.get_default_device().SetRandSeed(1)
+    multi = Trainer()
+    fk = GraphFunction(multi.step)
+    stacked_loss, stacked_noise = fk.scan(Tensor(data=xs))
+    assert stacked_loss.shape == (4, 1) and stacked_noise.shape == (4, 2)
+    np.testing.assert_allclose(np.array(stacked_loss.data)[:, 0], np.concatenate(losses), rtol=1e-5)
+    np.testing.assert_allclose(multi.w.data, single.w.data, rtol=1e-5)
+    assert fk.compile_count == 1
+    with pytest.raises(ValueError, match="leading"):
+        fk.scan(Tensor(data=xs), Tensor(data=np.ones((3, 2), np.float32)))
