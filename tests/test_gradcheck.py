@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from singax import autograd
+from singax import autograd, tensor
 from singax.tensor import Tensor
 
 
@@ -22,14 +22,14 @@ class WrongBackward(autograd.Operator):
 
 
 def test_check_grads_passes_for_auto_derived_backward(x64):
-    x = Tensor(data=np.array([[0.3, -0.7], [1.1, 0.2]]))
+    x = Tensor(data=np.array([[0.3, -0.7], [1.1, 0.2]]), dtype=tensor.float64)
     report = autograd.check_grads(lambda t: SoftCube()(t)[0], x, eps=1e-6, tol=1e-7)
     assert report.ok and len(report.rows) == 1 and report.rows[0][4] < 1e-7
     assert not x.stores_grad   # flags restored
 
 
 def test_check_grads_reports_the_worst_element(x64):
-    x = Tensor(data=np.array([1.0, 3.0, 2.0]))
+    x = Tensor(data=np.array([1.0, 3.0, 2.0]), dtype=tensor.float64)
     with pytest.raises(AssertionError, match="worst element 1"):
         autograd.check_grads(lambda t: WrongBackward()(t)[0], x, eps=1e-6)
     report = autograd.check_grads(lambda t: WrongBackward()(t)[0], x, eps=1e-6, raise_on_error=False)
