@@ -1,2 +1,774 @@
-"""Placeholder: filled by its family issue."""
-__all__ = []
+"""Neural-network operators (singa-api 2.9): handles, convolution, pooling,
+batch normalisation, dropout, embedding, cosine similarity and cuDNN-style RNNs.
+
+Convolution, pooling, embedding, cosine similarity and the RNN are pure and are
+table rows; BatchNorm (writes running statistics) and Dropout (draws from the
+device key stream) need Tensor-level side effects, so they are `_PureOperator`s.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._op import CLASSES, OPS, Op, register
+from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training
+from ..tensor import Tensor
+
+__all__ = [
+    "ConvHandle", "PoolingHandle", "BatchNormHandle", "CudnnRNNHandle",
+    "_Conv2d", "conv2d", "_Pooling2d", "pooling_2d", "_BatchNorm2d", "batchnorm_2d",
+    "Dropout", "dropout", "Embedding", "embedding", "CosSim", "cossim", "_RNN",
+]
+
+
+# --------------------------------------------------------------------------- handles
+def _pair(v: Any, what: str, owner: str) -> tuple[int, int]:
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    if isinstance(v, (tuple, list)) and len(v) == 2:
+        return int(v[0]), int(v[1])
+    raise TypeError(f"{owner}: {what} must be an int or a pair (h, w), got {v!r}")
+
+
+def _shape_of(x: Any) -> tuple:
+    """Shape of a Tensor, a jax/numpy array, or a shape given directly."""
+    shape = getattr(x, "shape", x)
+    return tuple(int(s) for s in shape)
+
+
+class _Handle:
+    """Configuration record passed to an operator; hashable by `_config()` fields."""
+
+    _fields: tuple = ()
+
+    def _config(self) -> tuple:
+        return tuple(getattr(self, f) for f in self._fields)
+
+    def __setattr__(self, name, value):
+        self.__dict__.pop("_hash", None)  # attributes may be rebound: rehash lazily
+        object.__setattr__(self, name, value)
+
+    def __hash__(self) -> int:
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = self.__dict__["_hash"] = hash((type(self).__name__, self._config()))
+        return h
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other._config() == self._config()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{f}={getattr(self, f)!r}' for f in self._fields)})"
+
+
+class ConvHandle(_Handle):
+    """Configuration of a 2-D convolution (SINGA's `ConvHandle`).
+
+    `ConvHandle(x, kernel_size, stride, padding, in_channels, out_channels, bias, group=1,
+    dilation=1)`.
+
+    Args:
+      x: the input (N, C, H, W) as a Tensor, an array, or its shape.
+      kernel_size, stride, padding, dilation: int or pair (h, w); padding is symmetric.
+      in_channels, out_channels: C and the number of filters O.
+      bias: whether the convolution has a bias term.
+      group: number of channel groups (C and O must be divisible by it).
+
+    Attributes: `kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, channels,
+    num_filters, group, bias_term, batchsize, height, width, conv_height, conv_width`,
+    plus singax's `dilation_h, dilation_w`.
+
+    SINGA: dilation must be 1 and group 1 on CPU; singax supports both everywhere.
+    """
+
+    _fields = ("kernel_h", "kernel_w", "stride_h", "stride_w", "pad_h", "pad_w",
+               "dilation_h", "dilation_w", "channels", "num_filters", "group", "bias_term")
+
+    def __init__(self, x: Any, kernel_size: Any, stride: Any, padding: Any, in_channels: int,
+                 out_channels: int, bias: bool, group: int = 1, dilation: Any = 1):
+        shape = _shape_of(x)
+        self.kernel_h, self.kernel_w = _pair(kernel_size, "kernel_size", "ConvHandle")
+        self.stride_h, self.stride_w = _pair(stride, "stride", "ConvHandle")
+        self.pad_h, self.pad_w = _pair(padding, "padding", "ConvHandle")
+        self.dilation_h, self.dilation_w = _pair(dilation, "dilation", "ConvHandle")
+        self.channels, self.num_filters = int(in_channels), int(out_channels)
+        self.group, self.bias_term = int(group), bool(bias)
+        if self.group < 1 or self.channels % self.group or self.num_filters % self.group:
+            raise ValueError(f"ConvHandle: in_channels {self.channels} and out_channels "
+                             f"{self.num_filters} must be divisible by group {self.group}")
+        if len(shape) != 4 or shape[1] != self.channels:
+            raise ValueError(f"ConvHandle: expected input (N, {self.channels}, H, W), got shape {shape}")
+        self.batchsize, _, self.height, self.width = shape
+        self.conv_height = _out_size(self.height, self.kernel_h, self.stride_h, self.pad_h, self.dilation_h)
+        self.conv_width = _out_size(self.width, self.kernel_w, self.stride_w, self.pad_w, self.dilation_w)
+
+
+def _out_size(size: int, k: int, s: int, p: int, d: int = 1) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+class PoolingHandle(_Handle):
+    """Configuration of 2-D max/average pooling (SINGA's `PoolingHandle`).
+
+    `PoolingHandle(x, kernel_size, stride, padding, is_max=True)`.
+
+    Args:
+      x: the input (N, C, H, W) as a Tensor, an array, or its shape.
+      kernel_size, stride, padding: int or pair (h, w); padding is symmetric.
+      is_max: max pooling if True, else average pooling (padding excluded from the count).
+
+    Attributes: `kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, is_max_pooling,
+    batchsize, channels, height, width, pooled_height, pooled_width`.
+    """
+
+    _fields = ("kernel_h", "kernel_w", "stride_h", "stride_w", "pad_h", "pad_w", "is_max_pooling")
+
+    def __init__(self, x: Any, kernel_size: Any, stride: Any, padding: Any, is_max: bool = True):
+        shape = _shape_of(x)
+        self.kernel_h, self.kernel_w = _pair(kernel_size, "kernel_size", "PoolingHandle")
+        self.stride_h, self.stride_w = _pair(stride, "stride", "PoolingHandle")
+        self.pad_h, self.pad_w = _pair(padding, "padding", "PoolingHandle")
+        self.is_max_pooling = bool(is_max)
+        if len(shape) != 4:
+            raise ValueError(f"PoolingHandle: expected input (N, C, H, W), got shape {shape}")
+        self.batchsize, self.channels, self.height, self.width = shape
+        self.pooled_height = _out_size(self.height, self.kernel_h, self.stride_h, self.pad_h)
+        self.pooled_width = _out_size(self.width, self.kernel_w, self.stride_w, self.pad_w)
+
+
+class BatchNormHandle(_Handle):
+    """Configuration of batch normalisation (SINGA's `BatchNormHandle`).
+
+    `BatchNormHandle(momentum, x)`: `momentum` (stored as `factor`) is the weight of the
+    new batch statistics in the running averages; `x` is the (N, C, H, W) or (N, C)
+    input, a Tensor, an array or its shape.
+
+    Attributes: `factor, batchsize, channels, height, width, is_2d`.
+    """
+
+    _fields = ("factor",)
+
+    def __init__(self, momentum: float, x: Any):
+        shape = _shape_of(x)
+        if len(shape) not in (2, 4):
+            raise ValueError(f"BatchNormHandle: expected input (N, C, H, W) or (N, C), got shape {shape}")
+        self.factor = float(momentum)
+        self.batchsize, self.channels = shape[0], shape[1]
+        self.height, self.width = (shape[2], shape[3]) if len(shape) == 4 else (1, 1)
+        self.is_2d = len(shape) == 2
+
+
+_RNN_MODES = {"relu": 0, "tanh": 1, "vanilla": 1, "lstm": 2, "gru": 3}
+_RNN_GATES = {0: 1, 1: 1, 2: 4, 3: 3}
+
+
+class CudnnRNNHandle(_Handle):
+    """Configuration of a multi-layer RNN with a flat weight vector (SINGA's `CudnnRNNHandle`).
+
+    `CudnnRNNHandle(x, hidden_size, mode=0, num_layers=1, bias=True, dropout=0.0,
+    bidirectional=False)`.
+
+    Args:
+      x: the input (seq_length, batch_size, feature_size): a Tensor, an array or its shape.
+      hidden_size: H.
+      mode: cuDNN code 0 relu, 1 tanh, 2 lstm, 3 gru, or one of the strings
+        "relu", "tanh"/"vanilla", "lstm", "gru"; stored as the int code.
+      num_layers, bias, bidirectional: as in cuDNN (bias = two bias vectors per gate).
+      dropout: stored only (singax applies no dropout between RNN layers).
+
+    Attributes: `mode, num_layers, hidden_size, feature_size, bidirectional, dropout,
+    bias, weights_size, batch_size, seq_length`.
+
+    Flat weight layout of `W` (`weights_size` elements): for each layer l, for each
+    direction d (forward, then backward), one block
+    `[W_ih (G*H, in_l), W_hh (G*H, H), b_ih (G*H,), b_hh (G*H,)]`, each row-major, where
+    in_l = feature_size for l = 0 and H * num_directions above, and G gates stacked in
+    cuDNN order (LSTM: i, f, g, o; GRU: r, z, n; plain RNN: one). Without bias the
+    b blocks are absent.
+    """
+
+    _fields = ("mode", "num_layers", "hidden_size", "feature_size", "bidirectional", "bias", "dropout")
+
+    def __init__(self, x: Any, hidden_size: int, mode: Any = 0, num_layers: int = 1, bias: bool = True,
+                 dropout: float = 0.0, bidirectional: bool = False):
+        shape = _shape_of(x)
+        if len(shape) != 3:
+            raise ValueError(f"CudnnRNNHandle: expected input (seq_length, batch_size, feature_size), "
+                             f"got shape {shape}")
+        if isinstance(mode, str):
+            if mode not in _RNN_MODES:
+                raise ValueError(f"CudnnRNNHandle: unknown mode {mode!r}; expected one of {sorted(_RNN_MODES)}")
+            mode = _RNN_MODES[mode]
+        if int(mode) not in _RNN_GATES:
+            raise ValueError(f"CudnnRNNHandle: unknown mode {mode!r}; expected 0 relu, 1 tanh, 2 lstm, 3 gru")
+        self.mode, self.hidden_size, self.num_layers = int(mode), int(hidden_size), int(num_layers)
+        self.bias, self.dropout, self.bidirectional = bool(bias), float(dropout), bool(bidirectional)
+        self.seq_length, self.batch_size, self.feature_size = shape
+        self.weights_size = sum(size for _, size in _rnn_blocks(self))
+
+
+def _rnn_blocks(h: CudnnRNNHandle):
+    """(shape, size) of each weight block in flat-layout order."""
+    G, H, D = _RNN_GATES[h.mode], h.hidden_size, 2 if h.bidirectional else 1
+    out = []
+    for layer in range(h.num_layers):
+        fin = h.feature_size if layer == 0 else H * D
+        for _ in range(D):
+            shapes = [(G * H, fin), (G * H, H)] + ([(G * H,), (G * H,)] if h.bias else [])
+            out += [(s, int(np.prod(s))) for s in shapes]
+    return out
+
+
+# --------------------------------------------------------------------------- shared machinery
+@functools.cache
+def _jitted(fn: Callable) -> tuple[Callable, Callable]:
+    """Jitted forward and vjp-backward of `fn(static, xs, consts) -> (y, aux)`."""
+    def bwd(static, xs, consts, dy):
+        _, pull, _ = jax.vjp(lambda *d: fn(static, d, consts), *xs, has_aux=True)
+        return pull(dy)
+    return jax.jit(fn, static_argnums=0), jax.jit(bwd, static_argnums=0)
+
+
+class _PureOperator(Operator):
+    """An Operator over a pure `fn(static, xs, consts) -> (y, aux)`: jitted forward and
+    jitted vjp backward (cached per static configuration); gradients flow to `xs` only."""
+
+    _save_always = False
+
+    def _run(self, fn: Callable, static: tuple, xs: tuple, consts: tuple = ()):
+        fwd, _ = _jitted(fn)
+        save = self._save_always or (is_training() and getattr(self, "requires_grad", True))
+        if save and any(isinstance(a, jax.core.Tracer) for a in xs):
+            # inside Model.compile's trace: keep the forward's residuals for backward
+            y, pull, aux = jax.vjp(lambda *d: fn(static, d, consts), *xs, has_aux=True)
+            self._pullback = pull
+        else:
+            y, aux = fwd(static, xs, consts)
+            if save:
+                self._saved = (fn, static, xs, consts)
+        if save:
+            self._ys = y
+        return y, aux
+
+    def backward(self, dy):
+        y = self.__dict__.get("_ys")
+        if y is None:
+            raise RuntimeError(MSG_NO_SAVED.format(op=self.name))
+        if not hasattr(dy, "shape") or dy.shape != y.shape:
+            dy = jnp.broadcast_to(jnp.asarray(dy, y.dtype), y.shape)
+        pull = self.__dict__.get("_pullback")
+        if pull is not None:
+            dxs = pull(dy)
+        else:
+            fn, static, xs, consts = self._saved
+            dxs = _jitted(fn)[1](static, xs, consts, dy)
+        dxs = tuple(_none_if_float0(d) for d in dxs)
+        return dxs[0] if len(dxs) == 1 else dxs
+
+
+def _cls(name: str) -> type:
+    return CLASSES[name]
+
+
+# --------------------------------------------------------------------------- convolution
+def _conv_forward(x, W, b=None, *, handle, odd_padding=(0, 0, 0, 0)):
+    h = handle
+    top, bottom, left, right = odd_padding
+    # odd padding pre-pads with zeros, which is the same as an asymmetric conv padding
+    y = lax.conv_general_dilated(
+        x, W, window_strides=(h.stride_h, h.stride_w),
+        padding=((h.pad_h + top, h.pad_h + bottom), (h.pad_w + left, h.pad_w + right)),
+        rhs_dilation=(h.dilation_h, h.dilation_w), dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        feature_group_count=h.group)
+    if b is not None:
+        y = y + b.reshape(1, -1, 1, 1)
+    return y
+
+
+def _conv_check(x, W, b=None, *, handle, odd_padding=(0, 0, 0, 0)):
+    h = handle
+    if not isinstance(h, ConvHandle):
+        raise TypeError(f"conv2d: expected a ConvHandle, got {type(h).__name__}")
+    if len(odd_padding) != 4:
+        raise ValueError(f"conv2d: odd_padding must be (top, bottom, left, right), got {odd_padding!r}")
+    want_w = (h.num_filters, h.channels // h.group, h.kernel_h, h.kernel_w)
+    if x.ndim != 4 or x.shape[1] != h.channels:
+        raise ValueError(f"conv2d: expected input (N, {h.channels}, H, W) (NCHW), got shape {tuple(x.shape)}")
+    if tuple(W.shape) != want_w:
+        raise ValueError(f"conv2d: expected W of shape {want_w}, got {tuple(W.shape)}")
+    if b is not None and tuple(b.shape) != (h.num_filters,):
+        raise ValueError(f"conv2d: expected b of shape ({h.num_filters},), got {tuple(b.shape)}")
+    hh, ww = x.shape[2] + odd_padding[0] + odd_padding[1], x.shape[3] + odd_padding[2] + odd_padding[3]
+    if min(_out_size(hh, h.kernel_h, h.stride_h, h.pad_h, h.dilation_h),
+           _out_size(ww, h.kernel_w, h.stride_w, h.pad_w, h.dilation_w)) < 1:
+        raise ValueError(f"conv2d: input {tuple(x.shape)} is smaller than the kernel "
+                         f"({h.kernel_h}, {h.kernel_w}) with padding ({h.pad_h}, {h.pad_w})")
+
+
+def _np_conv(x, W, b=None, *, handle, odd_padding=(0, 0, 0, 0)):
+    """numpy reference: explicit zero padding, dilated kernel, per-group einsum."""
+    h = handle
+    t, bo, l, r = odd_padding
+    x = np.pad(x, ((0, 0), (0, 0), (h.pad_h + t, h.pad_h + bo), (h.pad_w + l, h.pad_w + r)))
+    kh, kw = (h.kernel_h - 1) * h.dilation_h + 1, (h.kernel_w - 1) * h.dilation_w + 1
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    win = win[:, :, ::h.stride_h, ::h.stride_w, ::h.dilation_h, ::h.dilation_w]  # N,C,OH,OW,KH,KW
+    cg, og = x.shape[1] // h.group, W.shape[0] // h.group
+    y = np.concatenate([np.einsum("ncijkl,ockl->noij", win[:, g * cg:(g + 1) * cg], W[g * og:(g + 1) * og])
+                        for g in range(h.group)], axis=1)
+    return y if b is None else y + b.reshape(1, -1, 1, 1)
+
+
+def _conv_sample(rng, attrs):
+    h = attrs["handle"]
+    x = rng.standard_normal((h.batchsize, h.channels, h.height, h.width))
+    W = rng.standard_normal((h.num_filters, h.channels // h.group, h.kernel_h, h.kernel_w))
+    return [x, W, rng.standard_normal(h.num_filters)] if h.bias_term else [x, W]
+
+
+_CONV_SAMPLES = [
+    dict(handle=ConvHandle((2, 3, 6, 5), 3, 1, 1, 3, 4, True)),
+    dict(handle=ConvHandle((2, 4, 7, 6), (3, 2), 2, (1, 0), 4, 6, False, group=2)),
+    dict(handle=ConvHandle((1, 2, 7, 7), 3, 1, 2, 2, 3, True, dilation=2), odd_padding=(1, 0, 0, 1)),
+]
+
+register(Op("conv2d", _conv_forward, cls="_Conv2d", inputs=None,
+            attrs=(("handle", None), ("odd_padding", (0, 0, 0, 0))),
+            samples=_CONV_SAMPLES, shapes=[()], sample=_conv_sample, ref=_np_conv, check=_conv_check,
+            doc="2-D cross-correlation, NCHW; `_Conv2d(handle, odd_padding=(0, 0, 0, 0))(x, W[, b])`."))
+_Conv2d = _cls("_Conv2d")
+
+
+def conv2d(handle: ConvHandle, x: Tensor, W: Tensor, b: Tensor | None = None,
+           odd_padding: Sequence[int] = (0, 0, 0, 0)) -> Tensor:
+    """2-D convolution (cross-correlation) of NCHW `x` with `W` (O, C/group, kh, kw).
+
+    Args:
+      handle: a `ConvHandle` (stride, symmetric padding, dilation, group).
+      x, W, b: input, filters and optional bias (O,).
+      odd_padding: extra zero padding (top, bottom, left, right) applied first.
+
+    SINGA: grouped and dilated convolutions work on every device.
+    """
+    op = _Conv2d(handle, tuple(odd_padding))
+    return (op(x, W) if b is None else op(x, W, b))[0]
+
+
+# --------------------------------------------------------------------------- pooling
+def _pool_forward(x, *, handle, odd_padding=(0, 0, 0, 0)):
+    h = handle
+    if any(odd_padding):  # pooling's odd padding duplicates the border rows/columns
+        t, bo, l, r = odd_padding
+        x = jnp.pad(x, ((0, 0), (0, 0), (t, bo), (l, r)), mode="edge")
+    window, strides = (1, 1, h.kernel_h, h.kernel_w), (1, 1, h.stride_h, h.stride_w)
+    pads = ((0, 0), (0, 0), (h.pad_h, h.pad_h), (h.pad_w, h.pad_w))
+    if h.is_max_pooling:
+        return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, window, strides, pads)
+    total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, window, strides, pads)
+    ones = jnp.ones((1, 1) + x.shape[2:], x.dtype)
+    count = lax.reduce_window(ones, np.array(0, x.dtype), lax.add, window, strides, pads)
+    return total / count  # average over the real (unpadded) elements only
+
+
+def _pool_check(x, *, handle, odd_padding=(0, 0, 0, 0)):
+    h = handle
+    if not isinstance(h, PoolingHandle):
+        raise TypeError(f"pooling_2d: expected a PoolingHandle, got {type(h).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"pooling_2d: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+    if h.pad_h >= h.kernel_h or h.pad_w >= h.kernel_w or min(
+            _out_size(x.shape[2] + odd_padding[0] + odd_padding[1], h.kernel_h, h.stride_h, h.pad_h),
+            _out_size(x.shape[3] + odd_padding[2] + odd_padding[3], h.kernel_w, h.stride_w, h.pad_w)) < 1:
+        raise ValueError(f"pooling_2d: kernel ({h.kernel_h}, {h.kernel_w}) with padding ({h.pad_h}, "
+                         f"{h.pad_w}) does not fit input {tuple(x.shape)} (padding must be < kernel)")
+
+
+def _np_pool(x, *, handle, odd_padding=(0, 0, 0, 0)):
+    """numpy reference: NaN padding, then nanmax / nanmean over each window."""
+    h = handle
+    t, bo, l, r = odd_padding
+    x = np.pad(x, ((0, 0), (0, 0), (t, bo), (l, r)), mode="edge")
+    x = np.pad(x, ((0, 0), (0, 0), (h.pad_h,) * 2, (h.pad_w,) * 2), constant_values=np.nan)
+    win = np.lib.stride_tricks.sliding_window_view(x, (h.kernel_h, h.kernel_w), axis=(2, 3))
+    win = win[:, :, ::h.stride_h, ::h.stride_w]
+    return (np.nanmax if h.is_max_pooling else np.nanmean)(win, axis=(4, 5))
+
+
+def _pool_sample(rng, attrs):
+    h = attrs["handle"]
+    n = h.batchsize * h.channels * h.height * h.width
+    # distinct, well separated values: no ties for max pooling
+    return [rng.permutation(n).reshape(h.batchsize, h.channels, h.height, h.width) * 0.1]
+
+
+register(Op("pooling_2d", _pool_forward, cls="_Pooling2d",
+            attrs=(("handle", None), ("odd_padding", (0, 0, 0, 0))), shapes=[()],
+            samples=[dict(handle=PoolingHandle((2, 2, 5, 6), 2, 2, 0, True)),
+                     dict(handle=PoolingHandle((2, 2, 5, 6), 3, 2, 1, True), odd_padding=(0, 1, 1, 0)),
+                     dict(handle=PoolingHandle((1, 3, 5, 5), 3, 2, 1, False)),
+                     dict(handle=PoolingHandle((1, 2, 6, 5), (2, 3), (1, 2), (1, 1), False),
+                          odd_padding=(1, 0, 0, 1))],
+            sample=_pool_sample, ref=_np_pool, check=_pool_check,
+            doc="2-D max or average pooling, NCHW; `_Pooling2d(handle, odd_padding)(x)`."))
+_Pooling2d = _cls("_Pooling2d")
+
+
+def pooling_2d(handle: PoolingHandle, x: Tensor, odd_padding: Sequence[int] = (0, 0, 0, 0)) -> Tensor:
+    """Max or average 2-D pooling of NCHW `x`; the average excludes padded positions.
+
+    `odd_padding` (top, bottom, left, right) first duplicates the border rows/columns.
+    """
+    return _Pooling2d(handle, tuple(odd_padding))(x)[0]
+
+
+# --------------------------------------------------------------------------- batch norm
+_BN_EPS = 1e-5
+
+
+def _bn_layout(x):
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    return axes, (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
+
+
+def _bn_train(static, xs, consts):
+    (momentum,), (x, scale, bias), (rm, rv) = static, xs, consts
+    axes, shape = _bn_layout(x)
+    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # statistics in >= float32
+    mean, var = jnp.mean(xf, axes), jnp.var(xf, axes)
+    y = (xf - mean.reshape(shape)) * lax.rsqrt(var.reshape(shape) + _BN_EPS)
+    y = (y * scale.reshape(shape) + bias.reshape(shape)).astype(x.dtype)
+    n = x.size // x.shape[1]
+    mean, var = lax.stop_gradient(mean), lax.stop_gradient(var)
+    new_rm = (1 - momentum) * rm + momentum * mean.astype(rm.dtype)
+    new_rv = (1 - momentum) * rv + momentum * (var * (n / max(n - 1, 1))).astype(rv.dtype)
+    return y, (new_rm.astype(rm.dtype), new_rv.astype(rv.dtype))
+
+
+def _bn_eval(static, xs, consts):
+    (x, scale, bias), (rm, rv) = xs, consts
+    _, shape = _bn_layout(x)
+    inv = lax.rsqrt(rv.reshape(shape) + _BN_EPS)
+    return ((x - rm.reshape(shape)) * inv * scale.reshape(shape) + bias.reshape(shape)).astype(x.dtype), None
+
+
+def _as_tensor(t: Any) -> Tensor:
+    return t if isinstance(t, Tensor) else Tensor(data=jnp.asarray(t))
+
+
+class _BatchNorm2d(_PureOperator):
+    """Batch normalisation of (N, C, H, W) or (N, C) input over all axes but 1.
+
+    `_BatchNorm2d(handle, running_mean, running_var, name=None)(x, scale, bias)`.
+    Training: normalise with the batch mean and biased variance (eps 1e-5) and update
+    the running statistics in place, `rm = (1-m)*rm + m*mean`,
+    `rv = (1-m)*rv + m*var*n/(n-1)` with m = `handle.factor` and n = N*H*W. Eval:
+    normalise with the running statistics. Backward gives (dx, dscale, dbias).
+
+    A plain Operator, not a row: it writes the running-statistic Tensors.
+
+    SINGA: `running_mean`/`running_var` are Tensors (their `.data` is rebound, so
+    `Model.compile` sees the write); a raw array given here is wrapped in a new Tensor.
+    """
+
+    def __init__(self, handle: BatchNormHandle, running_mean: Any, running_var: Any, name: str | None = None):
+        super().__init__(name)
+        self.handle = handle
+        self.running_mean, self.running_var = _as_tensor(running_mean), _as_tensor(running_var)
+
+    def forward(self, x, scale, bias):
+        c = x.shape[1] if x.ndim in (2, 4) else None
+        for what, v in (("scale", scale), ("bias", bias), ("running_mean", self.running_mean),
+                        ("running_var", self.running_var)):
+            if c is None or tuple(v.shape) != (c,):
+                raise ValueError(f"batchnorm_2d: expected x (N, C, H, W) or (N, C) and {what} of shape (C,), "
+                                 f"got x {tuple(x.shape)} and {what} {tuple(v.shape)}")
+        rm, rv = self.running_mean, self.running_var
+        if not is_training():
+            return self._run(_bn_eval, (), (x, scale, bias), (rm.data, rv.data))[0]
+        y, (new_rm, new_rv) = self._run(_bn_train, (self.handle.factor,), (x, scale, bias), (rm.data, rv.data))
+        rm.data, rv.data = new_rm, new_rv
+        return y
+
+
+def batchnorm_2d(handle: BatchNormHandle, x: Tensor, scale: Tensor, bias: Tensor,
+                 running_mean: Tensor, running_var: Tensor) -> Tensor:
+    """Batch normalisation (see `_BatchNorm2d`); updates the running stats while training."""
+    return _BatchNorm2d(handle, running_mean, running_var)(x, scale, bias)[0]
+
+
+# --------------------------------------------------------------------------- dropout
+def _dropout_fn(static, xs, consts):
+    (ratio,), (x,), (key,) = static, xs, consts
+    keep = jax.random.bernoulli(key, 1.0 - ratio, x.shape)
+    return jnp.where(keep, x / (1.0 - ratio), jnp.zeros_like(x)), None
+
+
+class Dropout(_PureOperator):
+    """Inverted dropout: while training `y = x * mask / (1 - ratio)` with
+    mask ~ Bernoulli(1 - ratio); identity in eval mode.
+
+    `Dropout(seed=0, ratio=0.5)`. Each call draws a fresh mask from the input device's key
+    stream (`x.device.next_key()`); `dev.SetRandSeed(s)` makes the masks reproducible.
+    The SINGA-3.0 call `Dropout(ratio)` / `dropout(x, ratio)` still works: a float strictly
+    between 0 and 1 given as `seed` is taken as the ratio.
+
+    SINGA: scales by (1 - ratio) instead of dividing (operator precedence) and reseeds
+    the whole device RNG with `seed` on each new op; singax does neither and ignores `seed`.
+    """
+
+    _device = None
+
+    def __init__(self, seed: Any = 0, ratio: float = 0.5, name: str | None = None):
+        super().__init__(name)
+        if isinstance(seed, float) and 0.0 < seed < 1.0:  # old signature: dropout(x, ratio)
+            seed, ratio = 0, seed
+        if not 0.0 <= float(ratio) < 1.0:
+            raise ValueError(f"Dropout: ratio must be in [0, 1), got {ratio!r}")
+        self.seed, self.ratio = seed, float(ratio)
+
+    def __call__(self, x: Tensor) -> tuple:
+        self._device = x.device if isinstance(x, Tensor) else None
+        return super().__call__(x)
+
+    def forward(self, x):
+        if not is_training() or self.ratio == 0.0:
+            return x
+        dev = self._device
+        if dev is None:
+            from ..tensor import _device_of
+            dev = _device_of(x)
+        return self._run(_dropout_fn, (self.ratio,), (x,), (dev.next_key(),))[0]
+
+    def backward(self, dy):
+        if self.ratio == 0.0:
+            return dy
+        return super().backward(dy)
+
+
+def dropout(x: Tensor, seed: Any = 0, ratio: float = 0.5) -> Tensor:
+    """Inverted dropout (see `Dropout`); `dropout(x, 0.3)` means ratio 0.3."""
+    return Dropout(seed, ratio)(x)[0]
+
+
+# --------------------------------------------------------------------------- embedding, cossim
+def _embedding_forward(x, w):
+    return jnp.take(w, x.astype(jnp.int32), axis=0)
+
+
+def _embedding_check(x, w):
+    if w.ndim != 2:
+        raise ValueError(f"embedding: expected w of shape (vocab, dim), got {tuple(w.shape)}")
+    if not isinstance(x, jax.core.Tracer) and x.size:
+        lo, hi = float(jnp.min(x)), float(jnp.max(x))
+        if lo < 0 or hi >= w.shape[0]:
+            raise ValueError(f"embedding: indices must be in [0, {w.shape[0]}), got range [{lo:g}, {hi:g}]")
+
+
+def _embedding_sample(rng, attrs):
+    return [rng.integers(0, 5, (2, 3)).astype(np.int32), rng.standard_normal((5, 4))]
+
+
+def _cossim_forward(a, b):
+    return jnp.sum(a * b, axis=1) / (jnp.linalg.norm(a, axis=1) * jnp.linalg.norm(b, axis=1))
+
+
+def _np_cossim(a, b):
+    return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def _cossim_check(a, b):
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"cossim: expected two (B, D) inputs of the same shape, got {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}")
+
+
+register(
+    Op("embedding", _embedding_forward, cls="Embedding", inputs=2, diff=(1,), shapes=[()],
+       sample=_embedding_sample, ref=lambda x, w: w[x.astype(np.int64)], check=_embedding_check,
+       doc="Row lookup: x (N, T) indices, w (V, D) -> (N, T, D). "
+           "SINGA: dx is None (SINGA returns a meaningless sum of dy); only w gets a gradient."),
+    Op("cossim", _cossim_forward, cls="CosSim", inputs=2, shapes=[((3, 4), (3, 4)), ((1, 6), (1, 6))],
+       domain="nonzero", ref=_np_cossim, check=_cossim_check,
+       doc="Row-wise cosine similarity of two (B, D) tensors -> (B,)."),
+)
+Embedding, CosSim = _cls("Embedding"), _cls("CosSim")
+
+
+def embedding(x: Tensor, w: Tensor) -> Tensor:
+    """Rows of `w` (V, D) picked by the indices `x` (N, T) -> (N, T, D); no gradient for `x`."""
+    return Embedding()(x, w)[0]
+
+
+def cossim(a: Tensor, b: Tensor) -> Tensor:
+    """Cosine similarity of matching rows of `a` and `b` (B, D) -> (B,)."""
+    return CosSim()(a, b)[0]
+
+
+# --------------------------------------------------------------------------- RNN
+def _rnn_unflatten(W, h: CudnnRNNHandle):
+    """Per (layer, direction): (W_ih, W_hh, b_ih, b_hh) views of the flat weights."""
+    parts, off = [], 0
+    for shape, size in _rnn_blocks(h):
+        parts.append(W[off:off + size].reshape(shape))
+        off += size
+    n = 4 if h.bias else 2
+    blocks = [parts[i:i + n] for i in range(0, len(parts), n)]
+    if not h.bias:
+        blocks = [b + [jnp.zeros(b[0].shape[0], W.dtype)] * 2 for b in blocks]
+    return blocks
+
+
+def _rnn_cell(mode: int, xp, hc, whh, bhh):
+    """One step for all directions at once: xp (D, B, G*H) is the input projection."""
+    h, c = hc
+    hp = jnp.einsum("dbh,dgh->dbg", h, whh) + bhh[:, None, :]
+    if mode == 2:
+        i, f, g, o = jnp.split(xp + hp, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        return jax.nn.sigmoid(o) * jnp.tanh(c), c
+    if mode == 3:
+        xr, xz, xn = jnp.split(xp, 3, axis=-1)
+        hr, hz, hn = jnp.split(hp, 3, axis=-1)
+        r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+        n = jnp.tanh(xn + r * hn)
+        return (1 - z) * n + z * h, c
+    pre = xp + hp
+    return (jnp.tanh(pre) if mode == 1 else jnp.maximum(pre, 0)), c
+
+
+def _rnn_forward(x, hx, cx, W, seq_lengths=None, *, handle, return_sequences=False, use_mask=False):
+    h = handle
+    T, B, _ = x.shape
+    D = 2 if h.bidirectional else 1
+    blocks = _rnn_unflatten(W, h)
+    mask = None
+    if seq_lengths is not None:
+        mask = jnp.arange(T)[:, None] < seq_lengths.reshape(1, B)   # (T, B)
+        mask = jnp.stack([mask, jnp.flip(mask, 0)][:D], axis=1)[..., None]  # (T, D, B, 1)
+    inp = x
+    for layer in range(h.num_layers):
+        wih, whh, bih, bhh = (jnp.stack(z) for z in zip(*blocks[layer * D:(layer + 1) * D]))
+        xs = jnp.stack([inp, jnp.flip(inp, 0)][:D], axis=1)             # (T, D, B, in)
+        xp = jnp.einsum("tdbi,dgi->tdbg", xs, wih) + bih[None, :, None, :]  # one matmul for all steps
+        carry = (hx[layer * D:(layer + 1) * D], cx[layer * D:(layer + 1) * D])
+
+        def step(hc, t_in, whh=whh, bhh=bhh):
+            xp_t, m = t_in
+            new = _rnn_cell(h.mode, xp_t, hc, whh, bhh)
+            if m is not None:  # padded steps keep the state and output zeros
+                new = tuple(jnp.where(m, n, o) for n, o in zip(new, hc))
+                return new, jnp.where(m, new[0], 0)
+            return new, new[0]
+        _, ys = lax.scan(step, carry, (xp, mask))                       # (T, D, B, H)
+        inp = ys[:, 0] if D == 1 else jnp.concatenate([ys[:, 0], jnp.flip(ys[:, 1], 0)], axis=-1)
+    return inp if return_sequences else inp[-1]
+
+
+def _rnn_check(x, hx, cx, W, seq_lengths=None, *, handle, return_sequences=False, use_mask=False):
+    h = handle
+    if not isinstance(h, CudnnRNNHandle):
+        raise TypeError(f"_RNN: expected a CudnnRNNHandle, got {type(h).__name__}")
+    D = 2 if h.bidirectional else 1
+    state = (h.num_layers * D, x.shape[1] if x.ndim == 3 else -1, h.hidden_size)
+    if x.ndim != 3 or x.shape[2] != h.feature_size:
+        raise ValueError(f"_RNN: expected x (seq_length, batch, {h.feature_size}), got {tuple(x.shape)}")
+    for what, v in (("hx", hx), ("cx", cx)):
+        if tuple(v.shape) != state:
+            raise ValueError(f"_RNN: expected {what} of shape {state}, got {tuple(v.shape)}")
+    if tuple(W.shape) != (h.weights_size,):
+        raise ValueError(f"_RNN: expected flat W of shape ({h.weights_size},), got {tuple(W.shape)}")
+    if seq_lengths is not None and seq_lengths.size != x.shape[1]:
+        raise ValueError(f"_RNN: expected seq_lengths of {x.shape[1]} entries, got {tuple(seq_lengths.shape)}")
+
+
+def _np_rnn(x, hx, cx, W, seq_lengths=None, *, handle, return_sequences=False, use_mask=False):
+    """numpy reference: a plain loop over layers, directions and time steps."""
+    h = handle
+    T, B, _ = x.shape
+    H, D = h.hidden_size, 2 if h.bidirectional else 1
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    lens = np.full(B, T) if seq_lengths is None else np.asarray(seq_lengths).reshape(B)
+    blocks = [[np.asarray(p) for p in b] for b in _rnn_unflatten(jnp.asarray(W), h)]
+    inp = x
+    for layer in range(h.num_layers):
+        outs = []
+        for d in range(D):
+            wih, whh, bih, bhh = blocks[layer * D + d]
+            hs, cs = hx[layer * D + d].copy(), cx[layer * D + d].copy()
+            out = np.zeros((T, B, H))
+            for t in (range(T) if d == 0 else reversed(range(T))):
+                a, r = inp[t] @ wih.T + bih, hs @ whh.T + bhh
+                if h.mode == 2:
+                    i, f, g, o = np.split(a + r, 4, axis=1)
+                    cn = sig(f) * cs + sig(i) * np.tanh(g)
+                    hn = sig(o) * np.tanh(cn)
+                elif h.mode == 3:
+                    (ar, az, an), (rr, rz, rn) = np.split(a, 3, axis=1), np.split(r, 3, axis=1)
+                    rg, z = sig(ar + rr), sig(az + rz)
+                    hn, cn = (1 - z) * np.tanh(an + rg * rn) + z * hs, cs
+                else:
+                    hn, cn = (np.tanh(a + r) if h.mode == 1 else np.maximum(a + r, 0)), cs
+                live = (t < lens)[:, None]
+                hs, cs = np.where(live, hn, hs), np.where(live, cn, cs)
+                out[t] = np.where(live, hn, 0)
+            outs.append(out)
+        inp = np.concatenate(outs, axis=-1)
+    return inp if return_sequences else inp[-1]
+
+
+def _rnn_sample(rng, attrs):
+    h = attrs["handle"]
+    D = 2 if h.bidirectional else 1
+    state = (h.num_layers * D, h.batch_size, h.hidden_size)
+    return [rng.standard_normal((h.seq_length, h.batch_size, h.feature_size)),
+            rng.standard_normal(state) * 0.5, rng.standard_normal(state) * 0.5,
+            rng.uniform(-0.6, 0.6, h.weights_size)]
+
+
+register(Op("_rnn", _rnn_forward, cls="_RNN", inputs=None, shapes=[()],
+            attrs=(("handle", None), ("return_sequences", False), ("use_mask", False)),
+            samples=[dict(handle=CudnnRNNHandle((4, 2, 3), 3, "lstm"), return_sequences=True),
+                     dict(handle=CudnnRNNHandle((3, 2, 3), 2, "gru", num_layers=2, bidirectional=True)),
+                     dict(handle=CudnnRNNHandle((3, 2, 2), 3, "tanh", bias=False), return_sequences=True),
+                     dict(handle=CudnnRNNHandle((3, 1, 2), 2, "relu", bidirectional=True),
+                          return_sequences=True)],
+            sample=_rnn_sample, ref=_np_rnn, check=_rnn_check))
+
+
+class _RNN(_cls("_RNN")):
+    """Multi-layer (bidirectional) RNN/LSTM/GRU over a flat weight vector, via `lax.scan`.
+
+    `_RNN(handle, return_sequences=False, use_mask=False, seq_lengths=None)(x, hx, cx, W)`
+    with x (T, B, F), hx and cx (num_layers * D, B, H) and W the flat weights laid out as
+    in `CudnnRNNHandle`. Returns y (T, B, H * D), or its last time step (B, H * D) when
+    `return_sequences` is False; the final states are not returned. With `use_mask`,
+    `seq_lengths` (B,) ints: steps past a sequence's length keep its state and output 0.
+    Backward: (dx, dhx, dcx, dW) through `jax.vjp`.
+
+    SINGA: CUDA only, and `handle.dropout` is applied between layers by cuDNN; singax runs
+    everywhere and applies no RNN dropout.
+    """
+
+    def __init__(self, handle: CudnnRNNHandle, return_sequences: bool = False, use_mask: bool = False,
+                 seq_lengths: Any = None, name: str | None = None):
+        super().__init__(handle, return_sequences, use_mask, name=name)
+        self.seq_lengths = seq_lengths
+
+    def _forward_raw(self, *xs):
+        if self.use_mask and len(xs) == 4:
+            lens = self.seq_lengths
+            if lens is None:
+                raise ValueError("_RNN: use_mask=True needs seq_lengths")
+            xs = xs + (jnp.asarray(lens.data if isinstance(lens, Tensor) else lens).astype(jnp.int32),)
+        return super()._forward_raw(*xs)
+
+    def backward(self, *dys):
+        return super().backward(*dys)[:4]
+
+
+CLASSES["_RNN"] = OPS["_rnn"].op_class = _RNN
