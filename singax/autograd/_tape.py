@@ -8,6 +8,7 @@ from typing import Any, Iterator
 import jax
 import jax.numpy as jnp
 
+from .._handle import Handle
 from ..tensor import Tensor
 
 MSG_NO_SAVED = ("{op}: backward needs values saved by forward, but forward ran with "
@@ -56,8 +57,7 @@ class Operator:
         ys = self._forward_raw(*[x.data for x in xs])
         if not isinstance(ys, tuple):
             ys = (ys,)
-        outs = tuple(Tensor(device=dev, data=y, requires_grad=self.requires_grad,
-                            creator=self, name=self.output_name(i)) for i, y in enumerate(ys))
+        outs = tuple(_wrap(y, dev, self.requires_grad, self, self.output_name(i)) for i, y in enumerate(ys))
         self.y_id2idx = {id(y): i for i, y in enumerate(outs)}
         return outs
 
@@ -86,6 +86,14 @@ class Operator:
             raise RuntimeError(MSG_NO_SAVED.format(op=self.name))
         dxs = pullback(dys if self._multi_out else dys[0])
         return tuple(_none_if_float0(d) for d in dxs)
+
+
+def _wrap(data, device, requires_grad: bool, creator: "Operator", name: str) -> Tensor:
+    """An operator output: Tensor's constructor minus the device placement (hot path)."""
+    t = Tensor.__new__(Tensor)
+    Handle.__init__(t, data)
+    t.device, t.requires_grad, t.stores_grad, t.name, t.creator = device, requires_grad, False, name, creator
+    return t
 
 
 def _none_if_float0(d):
