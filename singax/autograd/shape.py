@@ -380,7 +380,7 @@ def _ref_space_to_depth(x, blocksize, mode="DCR"):
 # --- selection ---------------------------------------------------------------------
 
 def _where(x, y, *, condition):
-    c = jnp.asarray(condition)
+    c = jnp.asarray(condition.data if isinstance(condition, Tensor) else condition)
     dt = jnp.result_type(x, y)
     ct = dt if jnp.issubdtype(dt, jnp.inexact) else jnp.float32
     c = c.astype(ct)
