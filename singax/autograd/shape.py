@@ -38,7 +38,9 @@ def _axis(op: str, axis, rank: int) -> int:
 def _index_array(op: str, what: str, v, dim: int) -> np.ndarray:
     """A static integer index array, checked against `dim` and wrapped to >= 0."""
     idx = np.asarray(v)
-    if idx.dtype.kind not in "iub":
+    if idx.size == 0:
+        idx = idx.astype(np.int64)
+    if idx.dtype.kind not in "iu":
         raise TypeError(f"{op}: {what} must be integers, got dtype {idx.dtype}")
     if idx.size and (idx.min() < -dim or idx.max() >= dim):
         raise ValueError(f"{op}: {what} must lie in [{-dim}, {dim - 1}] for an axis of size "
