@@ -1,7 +1,6 @@
 """Reductions: sums and means over axes (one table)."""
 from __future__ import annotations
 
-from typing import Sequence
 
 import jax.numpy as jnp
 import numpy as np
