@@ -140,7 +140,8 @@ def re_new_handle(handle: Any, x: Any, is_pool: bool = False) -> Any:
 
     Calls the handle's own class with SINGA's constructor arguments:
     `(x, kernel, stride, padding, is_max)` for pooling and
-    `(x, kernel, stride, padding, in_channels, out_channels, bias, group)` for conv.
+    `(x, kernel, stride, padding, in_channels, out_channels, bias, group)` for conv
+    (plus singax's `dilation=` when the handle has one).
     """
     kernel = [handle.kernel_h, handle.kernel_w]
     stride = [handle.stride_h, handle.stride_w]
@@ -150,6 +151,8 @@ def re_new_handle(handle: Any, x: Any, is_pool: bool = False) -> Any:
     else:
         args = (x, kernel, stride, padding, handle.channels, handle.num_filters,
                 handle.bias_term, handle.group)
+        if hasattr(handle, "dilation_h"):
+            return type(handle)(*args, dilation=(handle.dilation_h, handle.dilation_w))
     return type(handle)(*args)
 
 
