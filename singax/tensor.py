@@ -1,18 +1,32 @@
 """SINGA's Tensor: a mutable handle on an immutable jax.Array.
 
 `Tensor.data` is a `jax.Array`; in-place methods (`set_value`, `gaussian`,
-`copy_from_numpy`, `+=`, optimizer updates) rebind it. Methods and Python
-operators are not tracked by autograd (use `singax.autograd` ops for that).
+`copy_from_numpy`, `+=`, optimizer updates) rebind it. Methods, module functions
+and Python operators are not tracked by autograd (use `singax.autograd` ops for
+that): their results are fresh tensors with default flags.
+
+Result dtypes follow SINGA: Tensor⊕Tensor of two float32 is float32, of two
+identical integer dtypes stays integer, anything else is float32 (float64 if
+either side is float64); Tensor⊕scalar is float32 (float64 for a float64 tensor).
+Comparisons return 1/0 in that dtype, never bool.
+
+SINGA: `reshape`, `transpose`, `T` and `copy` share storage with their input;
+jax arrays are immutable, so here they are copies and a later in-place update of
+one tensor is not seen by the other.
 """
 from __future__ import annotations
 
+import functools
 import itertools
+import operator
 import re
+import warnings
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from . import device as _device
 from ._handle import Handle
@@ -37,26 +51,29 @@ _NP_TO_CODE = {v: k for k, v in _CODE_TO_NP.items()}
 dtype_name = {code: ("bfloat16" if code == bfloat16 else str(dt)) for code, dt in _CODE_TO_NP.items()}
 dtype_name[bool_] = "bool"
 
+_F32, _F64, _I32 = np.dtype("float32"), np.dtype("float64"), np.dtype("int32")
+
 CTensor = jax.Array
 _dummy_count = itertools.count()
 _DUMMY = re.compile(r"Dummy#\d+")
+_ARRAY_TYPES = (jax.Array, jax.core.Tracer)
 
 
-def to_np_dtype(dtype: Any) -> np.dtype:
-    """Map a SINGA dtype code, a string or a numpy/jax dtype to a numpy dtype."""
+def to_np_dtype(dtype: Any, where: str = "tensor") -> np.dtype:
+    """Map a SINGA dtype code, `'int'`/`'float'`, or a numpy/jax dtype to a numpy dtype."""
     if isinstance(dtype, (int, np.integer)) and not isinstance(dtype, bool):
         if int(dtype) not in _CODE_TO_NP:
-            raise ValueError(f"tensor: unknown dtype code {dtype}; known codes: "
+            raise ValueError(f"{where}: unknown dtype code {dtype}; known codes: "
                              + ", ".join(f"{c}={dtype_name[c]}" for c in _CODE_TO_NP))
         return _CODE_TO_NP[int(dtype)]
-    if dtype in ("int", "float"):
+    if isinstance(dtype, str) and dtype in ("int", "float"):
         return _CODE_TO_NP[int32 if dtype == "int" else float32]
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise TypeError(f"tensor: unsupported dtype {dtype!r}") from None
+        raise TypeError(f"{where}: unsupported dtype {dtype!r}") from None
     if dt not in _NP_TO_CODE:
-        raise TypeError(f"tensor: unsupported dtype {dt}; supported: "
+        raise TypeError(f"{where}: unsupported dtype {dt}; supported: "
                         + ", ".join(dtype_name[c] for c in _CODE_TO_NP))
     return dt
 
@@ -73,6 +90,49 @@ def _on(array: Any, dev: "_device.Device"):
     return jax.device_put(array, dev.jax_device)
 
 
+def _is_tracer(x: Any) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def _value_in_trace(what: str) -> RuntimeError:
+    from . import model
+    msg = getattr(model, "MSG_VALUE_IN_TRACE", "{what}: cannot read a tensor value inside a compiled step")
+    return RuntimeError(msg.format(what=what))
+
+
+def _np_input(x: Any, where: str) -> np.ndarray:
+    """`x` as a numpy array of a dtype singax can convert by value."""
+    arr = np.asarray(x)
+    if arr.dtype.kind in "OUSVcmM":
+        raise TypeError(f"{where}: unsupported numpy dtype {arr.dtype}; use a numeric or bool array")
+    return arr
+
+
+def _shape_tuple(shape: Any, where: str) -> tuple:
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        out = tuple(int(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"{where}: shape must be a sequence of ints, got {shape!r}") from None
+    if any(s < 0 for s in out):
+        raise ValueError(f"{where}: negative dimension in shape {out}")
+    return out
+
+
+def _axis(axis: Any, ndim: int, where: str) -> int:
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"{where}: axis must be an int, got {axis!r}")
+    a = int(axis) + (ndim if axis < 0 else 0)
+    if not 0 <= a < ndim:
+        raise ValueError(f"{where}: axis {axis} out of range for a {ndim}-D tensor")
+    return a
+
+
+class IndexValueError(ValueError, IndexError):
+    """Bad Tensor index: a ValueError as in SINGA, and an IndexError so `for row in t` stops."""
+
+
 class Tensor(Handle):
     """SINGA's Tensor.
 
@@ -85,25 +145,32 @@ class Tensor(Handle):
       requires_grad, stores_grad, creator, name: autograd flags as in SINGA.
 
     SINGA: numpy data of another dtype is converted by value, not byte-reinterpreted.
+    SINGA: Tensor is hashable (by identity) although it defines `__eq__`; singax keys
+    dicts and sets by tensors.
     """
+
+    dtype_name = dtype_name
+    # numpy defers `ndarray ⊕ Tensor` and `np.float32 ⊕ Tensor` to our reflected operators
+    __array_ufunc__ = None
 
     def __init__(self, shape: Sequence[int] = (), device: "_device.Device | None" = None,
                  dtype: Any = float32, data: Any = None, requires_grad: bool = True,
                  stores_grad: bool = False, creator: Any = None, name: str | None = None):
         dev = device if device is not None else _device.get_default_device()
         if data is None:
-            arr = jnp.zeros(tuple(int(s) for s in shape), to_np_dtype(dtype))
-            arr = _on(arr, dev)
-        elif isinstance(data, (jax.Array, jax.core.Tracer)):
+            arr = _on(jnp.zeros(_shape_tuple(shape, "Tensor"), to_np_dtype(dtype, "Tensor")), dev)
+        elif isinstance(data, _ARRAY_TYPES):
             arr = data if device is None else _on(data, dev)
-            if device is None and not isinstance(data, jax.core.Tracer):
+            if device is None and not _is_tracer(data):
                 dev = _device_of(data)
         else:
-            np_data = np.asarray(data)
-            if np_data.dtype.kind in "OUSV":
-                raise TypeError(f"Tensor: unsupported numpy dtype {np_data.dtype} for data")
-            arr = _on(np_data.astype(to_np_dtype(dtype), copy=False), dev)
-        super().__init__(arr)
+            np_data = _np_input(data, "Tensor")
+            arr = _on(np_data.astype(to_np_dtype(dtype, "Tensor"), copy=False), dev)
+        self._init(arr, dev, requires_grad, stores_grad, creator, name)
+
+    def _init(self, arr, dev, requires_grad: bool = True, stores_grad: bool = False,
+              creator: Any = None, name: str | None = None) -> None:
+        Handle.__init__(self, arr)
         self.device = dev
         self.requires_grad = requires_grad
         self.stores_grad = stores_grad
@@ -115,6 +182,8 @@ class Tensor(Handle):
             creator = Dummy(self, name)
         self.creator = creator
 
+    __hash__ = object.__hash__
+
     # --- attributes ------------------------------------------------------
     @property
     def shape(self) -> tuple:
@@ -124,24 +193,341 @@ class Tensor(Handle):
     def dtype(self) -> int:
         return _NP_TO_CODE[np.dtype(self.__dict__["_data"].dtype)]
 
+    def _np_dtype(self) -> np.dtype:
+        return np.dtype(self.__dict__["_data"].dtype)
+
     def ndim(self) -> int:
+        """Number of dimensions (a method, as in SINGA)."""
         return len(self.shape)
 
     def size(self) -> int:
+        """Number of elements."""
         return int(np.prod(self.shape, dtype=np.int64))
 
     def memsize(self) -> int:
-        return self.size() * self.__dict__["_data"].dtype.itemsize
+        """Bytes held by the data."""
+        return self.size() * self._np_dtype().itemsize
 
     def is_empty(self) -> bool:
+        """True for a 0-d tensor (SINGA's definition: `ndim() == 0`)."""
         return self.ndim() == 0
 
     def is_dummy(self) -> bool:
-        return bool(_DUMMY.fullmatch(str(self.name)))
+        """True while the name starts with an automatic `Dummy#k` (SINGA's `re.match`)."""
+        return bool(_DUMMY.match(str(self.name)))
 
     def is_transpose(self) -> bool:
         """Always False: jax arrays have no lazy strides."""
         return False
+
+    # --- shape -----------------------------------------------------------
+    def transpose(self, axes: Sequence[int] | None = None) -> "Tensor":
+        """New tensor with axes permuted (`None` reverses them). A copy, not a view."""
+        nd = self.ndim()
+        if axes is not None:
+            axes = tuple(axes)
+            if len(axes) != nd:
+                raise ValueError(f"Tensor.transpose: axes {axes} do not match a {nd}-D tensor of shape {self.shape}")
+            norm = [a + nd if isinstance(a, (int, np.integer)) and a < 0 else a for a in axes]
+            if sorted(norm) != list(range(nd)):
+                raise ValueError(f"Tensor.transpose: axes {axes} are not a permutation of 0..{nd - 1}")
+            axes = tuple(int(a) for a in norm)
+        return self._new(jnp.transpose(self.data, axes))
+
+    def T(self) -> "Tensor":
+        """All axes reversed (a method, as in SINGA)."""
+        return self.transpose()
+
+    def reshape(self, shape: Sequence[int]) -> "Tensor":
+        """New tensor with the same elements in `shape` (one -1 allowed: singax extension)."""
+        shape = _reshape_target(self.shape, shape, "Tensor.reshape")
+        return self._new(jnp.reshape(self.data, shape))
+
+    def contiguous(self) -> "Tensor":
+        """A copy (jax arrays are always contiguous)."""
+        return self._new(self.data)
+
+    def reset_like(self, t: "Tensor") -> None:
+        """Re-allocate self with `t`'s shape, dtype and device (zero-filled; data not copied)."""
+        if not isinstance(t, Tensor):
+            raise TypeError(f"Tensor.reset_like: expected a Tensor, got {type(t).__name__}")
+        self.data = _on(jnp.zeros(t.shape, t._np_dtype()), t.device)
+        self.device = t.device
+
+    # --- dtype and device --------------------------------------------------
+    def as_type(self, dtype: Any) -> "Tensor":
+        """New tensor converted by value to `dtype` (code, `'int'`, `'float'`); float→int truncates."""
+        return self._new(self.data.astype(to_np_dtype(dtype, "Tensor.as_type")))
+
+    def to_type(self, dtype: Any) -> "Tensor":
+        """Convert in place to `dtype`; returns self."""
+        self.data = self.data.astype(to_np_dtype(dtype, "Tensor.to_type"))
+        return self
+
+    def to_device(self, device: "_device.Device") -> None:
+        """Move the data to `device` in place."""
+        if not isinstance(device, _device.Device):
+            raise TypeError(f"Tensor.to_device: expected a singax Device, got {type(device).__name__}")
+        self.data = _on(self.data, device)
+        self.device = device
+
+    def to_host(self) -> None:
+        """Move the data to the default host device in place."""
+        self.to_device(_device.get_default_device())
+
+    # --- norms -----------------------------------------------------------
+    def l1(self) -> float:
+        """Mean absolute value, sum(|x|) / size (SINGA's definition; a Python float)."""
+        x = self._concrete("Tensor.l1")
+        return float(jnp.sum(jnp.abs(x.astype(_float_of(x.dtype)))) / self.size())
+
+    def l2(self) -> float:
+        """Euclidean norm divided by size, sqrt(sum x²) / size (SINGA's definition, not RMS)."""
+        x = self._concrete("Tensor.l2").astype(_float_of(self._np_dtype()))
+        return float(jnp.sqrt(jnp.sum(x * x)) / self.size())
+
+    def _concrete(self, what: str):
+        data = self.data
+        if _is_tracer(data):
+            raise _value_in_trace(what)
+        return data
+
+    # --- in-place fills ----------------------------------------------------
+    def set_value(self, x: Any, inplace: bool = True) -> "Tensor":
+        """Fill with `x` in place; returns self. `inplace=False` raises NotImplementedError."""
+        if not inplace:
+            raise NotImplementedError("Tensor.set_value: only inplace=True is supported (as in SINGA)")
+        value = _fill_value(x, "Tensor.set_value")
+        self.data = _on(jnp.full(self.shape, value, self._np_dtype()), self.device)
+        return self
+
+    def gaussian(self, mean: float, std: float, inplace: bool = True) -> "Tensor":
+        """Fill with N(mean, std²) samples from the device key stream; returns self."""
+        if not inplace:
+            raise NotImplementedError("Tensor.gaussian: only inplace=True is supported (as in SINGA)")
+        mean, std = _fill_value(mean, "Tensor.gaussian"), _fill_value(std, "Tensor.gaussian")
+        self.data = _normal(self.device.next_key(), mean, std, self.shape, self._np_dtype())
+        return self
+
+    def uniform(self, low: float, high: float, inplace: bool = True) -> "Tensor":
+        """Fill with U[low, high) samples from the device key stream; returns self."""
+        if not inplace:
+            raise NotImplementedError("Tensor.uniform: only inplace=True is supported (as in SINGA)")
+        low, high = _fill_value(low, "Tensor.uniform"), _fill_value(high, "Tensor.uniform")
+        self.data = _uniform(self.device.next_key(), low, high, self.shape, self._np_dtype())
+        return self
+
+    def bernoulli(self, p: float, inplace: bool = True) -> "Tensor":
+        """Fill with 1 (probability p) or 0 from the device key stream; returns self."""
+        if not inplace:
+            raise NotImplementedError("Tensor.bernoulli: only inplace=True is supported (as in SINGA)")
+        p = _fill_value(p, "Tensor.bernoulli")
+        self.data = _bernoulli(self.device.next_key(), p, self.shape, self._np_dtype())
+        return self
+
+    # --- copies ------------------------------------------------------------
+    def copy_from_numpy(self, np_array: Any, offset: int = 0) -> None:
+        """Copy `np_array` (same element count, any shape) into self, converted by value.
+
+        SINGA: values are converted to self's dtype, not byte-copied; `offset` is ignored
+        as in SINGA (the sizes must match anyway).
+        """
+        arr = _np_input(np_array, "Tensor.copy_from_numpy")
+        if arr.size != self.size():
+            raise ValueError(f"Tensor.copy_from_numpy: array of shape {arr.shape} ({arr.size} elements) "
+                             f"does not fit a tensor of shape {self.shape} ({self.size()} elements)")
+        self.data = _on(arr.astype(self._np_dtype()).reshape(self.shape), self.device)
+
+    def copy_data(self, t: "Tensor") -> None:
+        """Copy the values of `t` (same element count and dtype; any device) into self."""
+        if not isinstance(t, Tensor):
+            raise TypeError(f"Tensor.copy_data: expected a Tensor, got {type(t).__name__}")
+        if t.size() != self.size():
+            raise ValueError(f"Tensor.copy_data: source shape {t.shape} ({t.size()} elements) does not "
+                             f"fit destination shape {self.shape} ({self.size()} elements)")
+        if t.dtype != self.dtype:
+            raise TypeError(f"Tensor.copy_data: source dtype {dtype_name[t.dtype]} differs from "
+                            f"destination dtype {dtype_name[self.dtype]}; convert with as_type first")
+        self.data = _on(_fresh(jnp.reshape(t.data, self.shape), t.data), self.device)
+
+    def copy_from(self, t: Any, offset: int = 0) -> None:
+        """`copy_data` for a Tensor, `copy_from_numpy` for a numpy array."""
+        if isinstance(t, Tensor):
+            self.copy_data(t)
+        elif isinstance(t, np.ndarray):
+            self.copy_from_numpy(t, offset)
+        else:
+            raise ValueError(f"Tensor.copy_from: expected a Tensor or a numpy array, got {type(t).__name__}")
+
+    def clone(self) -> "Tensor":
+        """A deep copy with default autograd flags."""
+        return self._new(self.data)
+
+    def deepcopy(self) -> "Tensor":
+        """Same as `clone`."""
+        return self.clone()
+
+    def copy(self) -> "Tensor":
+        """A new tensor with the same values. SINGA: shares storage; here it is a copy."""
+        return self.clone()
+
+    def repeat(self, repeats: Any, axis: int | None) -> "Tensor":
+        """numpy.repeat: `axis=None` flattens; a sequence of repeats needs an axis and one entry per element."""
+        where = "Tensor.repeat"
+        if isinstance(repeats, (int, np.integer)) and not isinstance(repeats, bool):
+            if repeats < 0:
+                raise ValueError(f"{where}: repeats must be >= 0, got {repeats}")
+            reps: Any = int(repeats)
+        elif isinstance(repeats, (list, tuple)):
+            if any(not isinstance(r, (int, np.integer)) or r < 0 for r in repeats):
+                raise ValueError(f"{where}: repeats must be non-negative ints, got {repeats}")
+            if axis is None:
+                raise ValueError(f"{where}: a sequence of repeats {repeats} needs an axis")
+            reps = np.asarray(repeats, np.int64)
+        else:
+            raise ValueError(f"{where}: repeats must be an int or a sequence of ints, got {repeats!r}")
+        if axis is None:
+            data, ax = jnp.reshape(self.data, (-1,)), 0
+        else:
+            data, ax = self.data, _axis(axis, self.ndim(), where)
+        n = data.shape[ax]
+        if isinstance(reps, np.ndarray):
+            if len(reps) != n:
+                raise ValueError(f"{where}: {len(reps)} repeats for axis {axis} of size {n} (shape {self.shape})")
+            total = int(reps.sum())
+        else:
+            total = reps * n
+        return self._new(jnp.repeat(data, reps, axis=ax, total_repeat_length=total))
+
+    def __getitem__(self, keys: Any) -> "Tensor":
+        """A copy of a sub-block: ints keep their axis (size 1), slice steps are ignored.
+
+        Keys are ints or slices, one per leading axis. Negative indices wrap once; empty or
+        out-of-range selections raise ValueError. Not tracked by autograd.
+        SINGA: a slice stop of 0 selects nothing here (SINGA reads it as "to the end").
+        """
+        if not isinstance(keys, tuple):
+            keys = (keys,)
+        shape = self.shape
+        if len(keys) > len(shape):
+            raise IndexValueError(f"Tensor.__getitem__: {len(keys)} indices for a tensor of shape {shape}")
+        index = []
+        for ax, key in enumerate(keys):
+            n = shape[ax]
+            if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+                i = int(key) + (n if key < 0 else 0)
+                if not 0 <= i < n:
+                    raise IndexValueError(f"Tensor.__getitem__: index {key} out of range for axis {ax} "
+                                          f"of size {n} (shape {shape})")
+                index.append(slice(i, i + 1))
+            elif isinstance(key, slice):
+                start = 0 if key.start is None else _index_int(key.start)
+                stop = n if key.stop is None else _index_int(key.stop)
+                start += n if start < 0 else 0
+                stop += n if stop < 0 else 0
+                if not (0 <= start < stop <= n):
+                    raise IndexValueError(f"Tensor.__getitem__: slice {key.start}:{key.stop} selects nothing "
+                                          f"or is out of range for axis {ax} of size {n} (shape {shape})")
+                index.append(slice(start, stop))
+            else:
+                raise IndexValueError(f"Tensor.__getitem__: index must be an int or a slice, got {key!r}")
+        return self._new(self.data[tuple(index)])
+
+    # --- deprecated 2-D broadcasts (in place) --------------------------------
+    def add_column(self, v: "Tensor") -> "Tensor":
+        """Deprecated: add `v` (length rows) to every column, in place."""
+        return self._column_row(v, "add_column", operator.add, column=True)
+
+    def add_row(self, v: "Tensor") -> "Tensor":
+        """Deprecated: add `v` (length cols) to every row, in place."""
+        return self._column_row(v, "add_row", operator.add, column=False)
+
+    def div_column(self, v: "Tensor") -> "Tensor":
+        """Deprecated: divide every column by `v` (length rows), in place."""
+        return self._column_row(v, "div_column", _true_div, column=True)
+
+    def div_row(self, v: "Tensor") -> "Tensor":
+        """Deprecated: divide every row by `v` (length cols), in place."""
+        return self._column_row(v, "div_row", _true_div, column=False)
+
+    def mult_column(self, v: "Tensor") -> "Tensor":
+        """Deprecated: multiply every column by `v` (length rows), in place."""
+        return self._column_row(v, "mult_column", operator.mul, column=True)
+
+    def mult_row(self, v: "Tensor") -> "Tensor":
+        """Deprecated: multiply every row by `v` (length cols), in place."""
+        return self._column_row(v, "mult_row", operator.mul, column=False)
+
+    def _column_row(self, v, name: str, fn, column: bool) -> "Tensor":
+        warnings.warn(f"Tensor.{name} is deprecated; use broadcasting operators", DeprecationWarning, stacklevel=3)
+        vec = _matrix_vector(self, v, column, f"Tensor.{name}")
+        dt = _result_dtype(self._np_dtype(), np.dtype(vec.dtype))
+        self.data = fn(self.data.astype(dt), vec.astype(dt)).astype(self._np_dtype())
+        return self
+
+    # --- Python operators (not tracked by autograd) ---------------------------
+    def __add__(self, rhs):
+        return _binary("add", self, rhs, "Tensor.__add__")
+
+    def __sub__(self, rhs):
+        return _binary("sub", self, rhs, "Tensor.__sub__")
+
+    def __mul__(self, rhs):
+        return _binary("mul", self, rhs, "Tensor.__mul__")
+
+    def __truediv__(self, rhs):
+        return _binary("div", self, rhs, "Tensor.__truediv__")
+
+    __div__ = __truediv__
+
+    def __floordiv__(self, rhs):
+        return _binary("floordiv", self, rhs, "Tensor.__floordiv__")
+
+    def __lt__(self, rhs):
+        return _binary("lt", self, rhs, "Tensor.__lt__")
+
+    def __le__(self, rhs):
+        return _binary("le", self, rhs, "Tensor.__le__")
+
+    def __gt__(self, rhs):
+        return _binary("gt", self, rhs, "Tensor.__gt__")
+
+    def __ge__(self, rhs):
+        return _binary("ge", self, rhs, "Tensor.__ge__")
+
+    def __eq__(self, rhs):
+        """Element-wise 1/0; `t == None` is False. (No `__ne__`: as in SINGA, `t != x` is False.)"""
+        if rhs is None:
+            return False
+        return _binary("eq", self, rhs, "Tensor.__eq__")
+
+    def __radd__(self, lhs):
+        return _binary("add", lhs, self, "Tensor.__radd__")
+
+    def __rsub__(self, lhs):
+        return _binary("sub", lhs, self, "Tensor.__rsub__")
+
+    def __rmul__(self, lhs):
+        return _binary("mul", lhs, self, "Tensor.__rmul__")
+
+    def __rtruediv__(self, lhs):
+        return _binary("div", lhs, self, "Tensor.__rtruediv__")
+
+    __rdiv__ = __rtruediv__
+
+    def __iadd__(self, x):
+        return _inplace(self, "add", x, "Tensor.__iadd__")
+
+    def __isub__(self, x):
+        return _inplace(self, "sub", x, "Tensor.__isub__")
+
+    def __imul__(self, x):
+        return _inplace(self, "mul", x, "Tensor.__imul__")
+
+    def __itruediv__(self, x):
+        return _inplace(self, "div", x, "Tensor.__itruediv__")
+
+    __idiv__ = __itruediv__
 
     def __repr__(self) -> str:
         try:
@@ -151,8 +537,25 @@ class Tensor(Handle):
         return f"{body}, {dtype_name.get(self.dtype, self.dtype)}"
 
     def _new(self, array) -> "Tensor":
-        """A fresh untracked tensor on this device holding `array`."""
-        return Tensor(device=self.device, data=array)
+        """A fresh untracked tensor on this device holding `array` (never self's buffer)."""
+        return _wrap(_fresh(array, self.__dict__["_data"]), self.device)
+
+
+# --- helpers ---------------------------------------------------------------
+def _wrap(array, dev) -> Tensor:
+    """A Tensor with default flags around an array already on `dev` (no device_put)."""
+    t = Tensor.__new__(Tensor)
+    t._init(array, dev)
+    return t
+
+
+def _fresh(array, *sources):
+    """`array`, copied if it is one of `sources` (so no two tensors share a buffer that
+    Model.compile may donate)."""
+    for s in sources:
+        if array is s:
+            return jnp.array(array, copy=True)
+    return array
 
 
 def _device_of(array) -> "_device.Device":
@@ -166,23 +569,640 @@ def _device_of(array) -> "_device.Device":
     return _device.get_default_device()
 
 
+def _float_of(dt) -> np.dtype:
+    dt = np.dtype(dt)
+    return dt if jnp.issubdtype(dt, jnp.floating) else _F32
+
+
+def _index_int(v: Any) -> int:
+    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+        return int(v)
+    raise IndexValueError(f"Tensor.__getitem__: slice bounds must be ints, got {v!r}")
+
+
+def _reshape_target(old: tuple, shape: Any, where: str) -> tuple:
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"{where}: shape must be a sequence of ints, got {shape!r}") from None
+    size = int(np.prod(old, dtype=np.int64))
+    if shape.count(-1) > 1 or any(s < -1 for s in shape):
+        raise ValueError(f"{where}: invalid target shape {shape} (at most one -1, no other negatives)")
+    if -1 in shape:
+        known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+        if known == 0 or size % known:
+            raise ValueError(f"{where}: cannot reshape {old} ({size} elements) into {shape}")
+        shape = tuple(size // known if s == -1 else s for s in shape)
+    if int(np.prod(shape, dtype=np.int64)) != size:
+        raise ValueError(f"{where}: cannot reshape {old} ({size} elements) into {shape} "
+                         f"({int(np.prod(shape, dtype=np.int64))} elements)")
+    return shape
+
+
+def _fill_value(x: Any, where: str):
+    """A fill value: a Python float, or a 0-d jax array (a tracer inside Model.compile)."""
+    if isinstance(x, _ARRAY_TYPES) and jnp.ndim(x) == 0:
+        return x
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: expected a number, got {type(x).__name__}") from None
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
+def _normal(key, mean, std, shape, dtype):
+    return (mean + std * jax.random.normal(key, shape, _float_of(dtype))).astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
+def _uniform(key, low, high, shape, dtype):
+    return jax.random.uniform(key, shape, _float_of(dtype), low, high).astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
+def _bernoulli(key, p, shape, dtype):
+    return jax.random.bernoulli(key, p, shape).astype(dtype)
+
+
+def _matrix_vector(m: Tensor, v: Any, column: bool, where: str):
+    """The raw vector of a column/row op, shaped to broadcast over the 2-D `m`."""
+    if not isinstance(m, Tensor) or m.ndim() != 2:
+        raise ValueError(f"{where}: expected a 2-D tensor, got shape {getattr(m, 'shape', None)}")
+    if not isinstance(v, Tensor):
+        raise TypeError(f"{where}: v must be a Tensor, got {type(v).__name__}")
+    n = m.shape[0] if column else m.shape[1]
+    if v.size() != n:
+        kind = "rows" if column else "columns"
+        raise ValueError(f"{where}: v of shape {v.shape} must have {n} elements (the {kind} of {m.shape})")
+    return jnp.reshape(v.data, (n, 1) if column else (1, n))
+
+
+# --- element-wise binary engine (SINGA's promotion, section 1.7) ------------------
+def _result_dtype(a: np.dtype, b: np.dtype | None) -> np.dtype:
+    """SINGA's result dtype of Tensor⊕Tensor (`b` a dtype) or Tensor⊕scalar (`b` None)."""
+    if b is None:
+        return _F64 if a == _F64 else _F32
+    if a == b == _F32:
+        return _F32
+    if a.kind in "biu" and b.kind in "biu":
+        r = np.promote_types(a, b)
+        return _I32 if r == np.bool_ else r
+    return _F64 if _F64 in (a, b) else _F32
+
+
+def _true_div(a, b):
+    # integer results truncate toward zero, like SINGA's float→int cast
+    return lax.div(a, b) if jnp.issubdtype(a.dtype, jnp.integer) else a / b
+
+
+def _floor_div(a, b):
+    return jnp.floor_divide(a, b) if jnp.issubdtype(a.dtype, jnp.integer) else jnp.floor(a / b)
+
+
+_KERNELS = {
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": _true_div,
+    "floordiv": _floor_div, "pow": jnp.power,
+    "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge, "eq": jnp.equal,
+}
+_COMPARISONS = frozenset({"lt", "le", "gt", "ge", "eq"})
+
+
+def _operand(x: Any):
+    """(value, dtype or None for a scalar); None when `x` is not a numeric operand."""
+    if isinstance(x, Tensor):
+        return x.data, x._np_dtype()
+    if isinstance(x, (bool, int, float, np.number, np.bool_)):
+        return float(x), None
+    if isinstance(x, _ARRAY_TYPES) or isinstance(x, np.ndarray):
+        if jnp.ndim(x) == 0:
+            return x, None
+        if isinstance(x, np.ndarray):
+            x = jnp.asarray(_np_input(x, "tensor"))
+        return x, np.dtype(x.dtype)
+    return None
+
+
+def _compute(name: str, x: Any, y: Any, where: str, into: tuple | None = None):
+    """The raw result and device of `x <name> y` (at least one a Tensor), or NotImplemented."""
+    ox, oy = _operand(x), _operand(y)
+    if ox is None or oy is None:
+        return NotImplemented, None
+    (a, da), (b, db) = ox, oy
+    if isinstance(x, Tensor) and isinstance(y, Tensor) and x.device is not y.device:
+        raise ValueError(f"{where}: tensors are on different devices ({x.device} and {y.device}); "
+                         "move one with to_device first")
+    if da is not None and db is not None:
+        rt = _result_dtype(da, db)
+        if a.shape != b.shape or (into is not None and a.shape != into):
+            try:
+                out_shape = np.broadcast_shapes(a.shape, b.shape)
+            except ValueError:
+                raise ValueError(f"{where}: shapes {a.shape} and {b.shape} do not broadcast") from None
+            if into is not None and out_shape != into:
+                raise ValueError(f"{where}: result of shape {out_shape} (from {a.shape} and {b.shape}) "
+                                 f"cannot be stored in place into shape {into}")
+    else:
+        rt = _result_dtype(da if da is not None else db, None)
+    a = a.astype(rt) if da is not None or not isinstance(a, float) else a
+    b = b.astype(rt) if db is not None or not isinstance(b, float) else b
+    out = _KERNELS[name](a, b)
+    if name in _COMPARISONS:
+        out = out.astype(rt)
+    dev = x.device if isinstance(x, Tensor) else y.device
+    return out, dev
+
+
+def _binary(name: str, x: Any, y: Any, where: str):
+    out, dev = _compute(name, x, y, where)
+    if out is NotImplemented:
+        return NotImplemented
+    return _wrap(out, dev)
+
+
+def _inplace(t: Tensor, name: str, x: Any, where: str) -> Tensor:
+    out, _ = _compute(name, t, x, where, into=t.shape)
+    if out is NotImplemented:
+        return NotImplemented
+    t.data = out.astype(t._np_dtype())
+    return t
+
+
+def _binary_fn(name: str, x: Any, y: Any, where: str) -> Tensor:
+    """Module-level form: non-Tensor lhs or non-numeric operands are TypeErrors."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{where}: lhs must be a Tensor, got {type(x).__name__}")
+    out = _binary(name, x, y, where)
+    if out is NotImplemented:
+        raise TypeError(f"{where}: rhs must be a Tensor or a number, got {type(y).__name__}")
+    return out
+
+
+def _write(ret: Tensor, result: Tensor, where: str) -> Tensor:
+    """Store `result` into `ret` in place (SINGA's `ret=`/`out=`); same shape required."""
+    if not isinstance(ret, Tensor):
+        raise TypeError(f"{where}: the output must be a Tensor, got {type(ret).__name__}")
+    if ret.shape != result.shape:
+        raise ValueError(f"{where}: result shape {result.shape} does not match the output shape {ret.shape}")
+    ret.data = result.data.astype(ret._np_dtype())
+    return ret
+
+
+PlaceHolder = Tensor
+
+
+# --- module functions ----------------------------------------------------------
 def from_numpy(np_array: Any, dev: "_device.Device | None" = None) -> Tensor:
-    """Tensor from a numpy array (float64→float32, int64→int32 as in SINGA)."""
-    arr = np.asarray(np_array)
+    """Tensor with the shape and values of `np_array` (float64→float32, int64→int32 as in SINGA).
+
+    Other numeric dtypes keep a singax code (float16, bfloat16, int8, uint8, bool); a jax
+    array (also a tracer) is accepted and converted the same way.
+    """
+    if isinstance(np_array, _ARRAY_TYPES):
+        dt = np.dtype(np_array.dtype)
+        target = {_F64: _F32, np.dtype("int64"): _I32}.get(dt, dt)
+        to_np_dtype(target, "from_numpy")
+        return Tensor(device=dev, data=_fresh(np_array.astype(target), np_array))
+    arr = _np_input(np_array, "from_numpy")
     if arr.dtype == np.float64:
         arr = arr.astype(np.float32)
     elif arr.dtype == np.int64:
         arr = arr.astype(np.int32)
-    return Tensor(device=dev, data=arr, dtype=arr.dtype)
+    dt = to_np_dtype(arr.dtype, "from_numpy")
+    return Tensor(device=dev, data=arr, dtype=dt)
 
 
 def to_numpy(t: Tensor) -> np.ndarray:
-    """A numpy copy of `t`."""
+    """A numpy copy of `t` (its shape and dtype)."""
     data = t.data
-    if isinstance(data, jax.core.Tracer):
-        from .model import MSG_VALUE_IN_TRACE
-        raise RuntimeError(MSG_VALUE_IN_TRACE.format(what="tensor.to_numpy"))
+    if _is_tracer(data):
+        raise _value_in_trace("tensor.to_numpy")
     return np.array(data)
 
 
-PlaceHolder = Tensor
+def to_host(t: Tensor) -> Tensor:
+    """A copy of `t` on the default host device."""
+    ret = t.clone()
+    ret.to_host()
+    return ret
+
+
+def from_raw_tensor(t: Any) -> Tensor:
+    """Wrap a raw jax array (its device kept) in a Tensor with default flags."""
+    if not isinstance(t, _ARRAY_TYPES):
+        raise TypeError(f"from_raw_tensor: expected a jax.Array, got {type(t).__name__}")
+    return Tensor(data=t)
+
+
+def from_raw_tensors(tt: Sequence[Any]) -> list[Tensor]:
+    """`from_raw_tensor` of each element."""
+    return [from_raw_tensor(t) for t in tt]
+
+
+def zeros_like(t: Tensor) -> Tensor:
+    """Zeros with `t`'s shape, dtype and device."""
+    return Tensor(t.shape, t.device, t._np_dtype())
+
+
+def ones_like(t: Tensor) -> Tensor:
+    """Ones with `t`'s shape, dtype and device."""
+    return Tensor(t.shape, t.device, t._np_dtype()).set_value(1.0)
+
+
+def zeros(shape: Sequence[int], device: "_device.Device | None" = None, dtype: Any = float32) -> Tensor:
+    """A float32 tensor of zeros (`dtype` is a singax extension)."""
+    return Tensor(shape, device, dtype)
+
+
+def ones(shape: Sequence[int], device: "_device.Device | None" = None, dtype: Any = float32) -> Tensor:
+    """A float32 tensor of ones (`dtype` is a singax extension)."""
+    return Tensor(shape, device, dtype).set_value(1.0)
+
+
+def random(shape: Sequence[int], device: "_device.Device | None" = None) -> Tensor:
+    """A float32 tensor of U[0, 1) samples from the device key stream."""
+    return Tensor(shape, device).uniform(0.0, 1.0)
+
+
+def product(shape: Sequence[int]) -> int:
+    """Product of the entries of `shape` (an empty shape raises TypeError, as in SINGA)."""
+    shape = list(shape)
+    if not shape:
+        raise TypeError("product: empty shape () has no product (use Tensor.size() for element counts)")
+    return functools.reduce(operator.mul, shape)
+
+
+def sizeof(dtype: Any) -> int:
+    """Bytes per element of a SINGA dtype code (or numpy dtype)."""
+    return to_np_dtype(dtype, "sizeof").itemsize
+
+
+def reshape(t: Tensor, shape: Sequence[int]) -> Tensor:
+    """`t.reshape(shape)`."""
+    return t.reshape(shape)
+
+
+def transpose(t: Tensor, axes: Sequence[int] | None = None) -> Tensor:
+    """`t.transpose(axes)`."""
+    return t.transpose(axes)
+
+
+def contiguous(t: Tensor) -> Tensor:
+    """`t.contiguous()`."""
+    return t.contiguous()
+
+
+def copy_data_to_from(dst: Tensor, src: Tensor, size: int, dst_offset: int = 0, src_offset: int = 0) -> None:
+    """Copy `size` elements of flat `src` from `src_offset` into flat `dst` at `dst_offset`, in place."""
+    where = "copy_data_to_from"
+    if not isinstance(dst, Tensor) or not isinstance(src, Tensor):
+        raise TypeError(f"{where}: dst and src must be Tensors")
+    if dst.dtype != src.dtype:
+        raise TypeError(f"{where}: src dtype {dtype_name[src.dtype]} differs from dst dtype {dtype_name[dst.dtype]}")
+    size, dst_offset, src_offset = int(size), int(dst_offset), int(src_offset)
+    if size < 0 or dst_offset < 0 or src_offset < 0 or src_offset + size > src.size() or dst_offset + size > dst.size():
+        raise ValueError(f"{where}: cannot copy {size} elements from offset {src_offset} of {src.size()} "
+                         f"into offset {dst_offset} of {dst.size()}")
+    piece = lax.slice(jnp.reshape(src.data, (-1,)), (src_offset,), (src_offset + size,))
+    piece = _on(piece, dst.device)
+    flat = lax.dynamic_update_slice(jnp.reshape(dst.data, (-1,)), piece, (dst_offset,))
+    dst.data = jnp.reshape(flat, dst.shape)
+
+
+def _unary(name: str, fn, float_only: bool):
+    def apply(t: Tensor) -> Tensor:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: expected a Tensor, got {type(t).__name__}")
+        x = t.data
+        if float_only or name == "ceil":
+            if not jnp.issubdtype(x.dtype, jnp.floating):
+                if name == "ceil":  # ceil of an integer is itself
+                    return t.clone()
+                x = x.astype(_F32)
+        return t._new(fn(x))
+    apply.__name__ = apply.__qualname__ = name
+    kind = "float32 for integer input" if float_only else "same dtype as t"
+    apply.__doc__ = f"Element-wise {name} as a new tensor ({kind})."
+    return apply
+
+
+abs = _unary("abs", jnp.abs, False)
+exp = _unary("exp", jnp.exp, True)
+ceil = _unary("ceil", jnp.ceil, False)
+log = _unary("log", jnp.log, True)
+sigmoid = _unary("sigmoid", jax.nn.sigmoid, True)
+sign = _unary("sign", jnp.sign, False)
+sqrt = _unary("sqrt", jnp.sqrt, True)
+square = _unary("square", jnp.square, False)
+tanh = _unary("tanh", jnp.tanh, True)
+
+
+def _sum_axes(t: Tensor, axis: Any, where: str) -> tuple:
+    nd = t.ndim()
+    if axis is None:
+        return tuple(range(nd))
+    if isinstance(axis, (list, tuple)):
+        axes = tuple(_axis(a, nd, where) for a in axis)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{where}: repeated axis in {axis}")
+        return axes
+    return (_axis(axis, nd, where),)
+
+
+def sum(t: Tensor, axis: Any = None, out: Tensor | None = None) -> Tensor:
+    """Sum over `axis` (None, int or tuple); a full reduction has shape (1, 1) as in SINGA.
+
+    Summing the only axis of a 1-D tensor is a full reduction, so it also gives (1, 1).
+    SINGA: `out=` fails in SINGA (Tensor has no `__setitem__`); here the result is written
+    into `out` (same shape required) and `out` is returned.
+    """
+    if not isinstance(t, Tensor):
+        raise TypeError(f"sum: expected a Tensor, got {type(t).__name__}")
+    axes = _sum_axes(t, axis, "sum")
+    dt = _I32 if t._np_dtype() == np.bool_ else t._np_dtype()
+    res = jnp.sum(t.data, axis=axes, dtype=dt)
+    if res.ndim == 0:
+        res = jnp.reshape(res, (1, 1))
+    ret = t._new(res)
+    return ret if out is None else _write(out, ret, "sum")
+
+
+def pow(t: Tensor, x: Any, out: Tensor | None = None) -> Tensor:
+    """Element-wise t ** x (x a number or a broadcastable Tensor); written into `out` if given."""
+    ret = _binary_fn("pow", t, x, "pow")
+    return ret if out is None else _write(out, ret, "pow")
+
+
+def average(t: Tensor, axis: int | None = None):
+    """Mean: a Python float for 1-D tensors (or `axis=None`); else the mean over `axis`.
+
+    For a 2-D tensor, axis 0 gives the column means (shape (cols,)), axis 1 the row means.
+    SINGA: `axis=None` on an N-D tensor fails in SINGA; here it returns the float mean.
+    """
+    if not isinstance(t, Tensor):
+        raise TypeError(f"average: expected a Tensor, got {type(t).__name__}")
+    ft = _float_of(t._np_dtype())
+    if t.ndim() <= 1 or axis is None:
+        return float(jnp.mean(t._concrete("average").astype(ft)))
+    return t._new(jnp.mean(t.data.astype(ft), axis=_axis(axis, t.ndim(), "average")))
+
+
+def softmax(t: Tensor, out: Tensor | None = None) -> Tensor:
+    """Softmax of each row of a 2-D tensor (of all elements of a 0/1-D one).
+
+    For other ranks or a chosen axis use `autograd.softmax`.
+    """
+    if not isinstance(t, Tensor):
+        raise TypeError(f"softmax: expected a Tensor, got {type(t).__name__}")
+    if t.ndim() > 2:
+        raise ValueError(f"softmax: expected a tensor of rank <= 2, got shape {t.shape}; "
+                         "use autograd.softmax(x, axis) for higher ranks")
+    x = t.data.astype(_float_of(t._np_dtype()))
+    ret = t._new(jax.nn.softmax(x, axis=-1 if t.ndim() == 2 else None))
+    return ret if out is None else _write(out, ret, "softmax")
+
+
+def lt(t: Tensor, x: Any) -> Tensor:
+    """`t < x` as 1/0 values."""
+    return _binary_fn("lt", t, x, "lt")
+
+
+def le(t: Tensor, x: Any) -> Tensor:
+    """`t <= x` as 1/0 values."""
+    return _binary_fn("le", t, x, "le")
+
+
+def gt(t: Tensor, x: Any) -> Tensor:
+    """`t > x` as 1/0 values."""
+    return _binary_fn("gt", t, x, "gt")
+
+
+def ge(t: Tensor, x: Any) -> Tensor:
+    """`t >= x` as 1/0 values."""
+    return _binary_fn("ge", t, x, "ge")
+
+
+def eq(t: Tensor, x: Any) -> Tensor:
+    """`t == x` as 1/0 values."""
+    return _binary_fn("eq", t, x, "eq")
+
+
+def add(lhs: Tensor, rhs: Any, ret: Tensor | None = None) -> Tensor:
+    """lhs + rhs; written into `ret` (same shape) and returned if given."""
+    out = _binary_fn("add", lhs, rhs, "add")
+    return out if ret is None else _write(ret, out, "add")
+
+
+def sub(lhs: Tensor, rhs: Any, ret: Tensor | None = None) -> Tensor:
+    """lhs - rhs; written into `ret` (same shape) and returned if given."""
+    out = _binary_fn("sub", lhs, rhs, "sub")
+    return out if ret is None else _write(ret, out, "sub")
+
+
+def eltwise_mult(lhs: Tensor, rhs: Any, ret: Tensor | None = None) -> Tensor:
+    """lhs * rhs element-wise; written into `ret` (same shape) and returned if given."""
+    out = _binary_fn("mul", lhs, rhs, "eltwise_mult")
+    return out if ret is None else _write(ret, out, "eltwise_mult")
+
+
+def div(lhs: Tensor, rhs: Any, ret: Tensor | None = None) -> Tensor:
+    """lhs / rhs; written into `ret` (same shape) and returned if given."""
+    out = _binary_fn("div", lhs, rhs, "div")
+    return out if ret is None else _write(ret, out, "div")
+
+
+def mult(A: Tensor, B: Tensor, C: Tensor | None = None, alpha: float = 1.0, beta: float = 0.0) -> Tensor:
+    """Matrix product alpha·A@B (+ beta·C, written into C in place when C is given).
+
+    2-D×2-D is GEMM, 2-D×1-D is GEMV (shape (m,)); 3-D/4-D operands are batched with
+    equal leading dims, and the leading dims of a lower-rank operand broadcast
+    ((2, 3, 4)×(4, 5) → (2, 3, 5)).
+    SINGA: SINGA mis-shapes 2-D×1-D through its broadcasting step; here it is matrix·vector.
+    SINGA: SINGA ignores `alpha` when `C` is None; here the product is always scaled by alpha.
+    """
+    where = "mult"
+    if not isinstance(A, Tensor) or not isinstance(B, Tensor):
+        raise TypeError(f"{where}: A and B must be Tensors")
+    sa, sb = A.shape, B.shape
+    if len(sa) < 1 or len(sb) < 1:
+        raise ValueError(f"{where}: cannot multiply shapes {sa} and {sb} (0-d operand)")
+    inner_b = sb[0] if len(sb) == 1 else sb[-2]
+    if sa[-1] != inner_b:
+        raise ValueError(f"{where}: inner dimensions differ: {sa} @ {sb}")
+    ba, bb = sa[:-2], sb[:-2]
+    short, long_ = (ba, bb) if len(ba) <= len(bb) else (bb, ba)
+    if short and long_[len(long_) - len(short):] != short:
+        raise ValueError(f"{where}: batch dimensions of {sa} and {sb} must be equal "
+                         "(or one operand 2-D)")
+    if A.device is not B.device:
+        raise ValueError(f"{where}: A and B are on different devices ({A.device} and {B.device})")
+    prod = jnp.matmul(A.data, B.data)
+    if prod.ndim == 0:  # vector·vector: a full contraction, (1, 1) like tensordot
+        prod = jnp.reshape(prod, (1, 1))
+    if not (isinstance(alpha, (int, float)) and alpha == 1):
+        prod = alpha * prod
+    if C is None:
+        return A._new(prod)
+    if not isinstance(C, Tensor):
+        raise TypeError(f"{where}: C must be a Tensor, got {type(C).__name__}")
+    if C.shape != prod.shape:
+        raise ValueError(f"{where}: C has shape {C.shape}, but A @ B has shape {prod.shape}")
+    if not (isinstance(beta, (int, float)) and beta == 0):
+        prod = prod + beta * C.data
+    C.data = prod.astype(C._np_dtype())
+    return C
+
+
+def einsum(ops: str, *args: Tensor) -> Tensor:
+    """numpy.einsum of exactly two tensors; `ops` needs `'->'` (e.g. `'ij,jk->ik'`).
+
+    A full contraction returns shape (1, 1), like `tensordot`.
+    """
+    where = "einsum"
+    if not ops:
+        raise ValueError(f"{where}: no subscripts given")
+    if len(args) != 2:
+        raise ValueError(f"{where}: exactly two operands are supported, got {len(args)}")
+    if "->" not in ops or ops.count(",") != 1:
+        raise ValueError(f"{where}: subscripts must look like 'ij,jk->ik', got {ops!r}")
+    A, B = args
+    if not isinstance(A, Tensor) or not isinstance(B, Tensor):
+        raise TypeError(f"{where}: operands must be Tensors")
+    ins, outs = ops.replace(" ", "").split("->")
+    in_a, in_b = ins.split(",")
+    if not (in_a + in_b + outs).isalpha() or not (in_a + in_b + outs).islower():
+        raise ValueError(f"{where}: subscripts must be lowercase letters, got {ops!r}")
+    if len(in_a) != A.ndim() or len(in_b) != B.ndim():
+        raise ValueError(f"{where}: subscripts {in_a!r},{in_b!r} do not match shapes {A.shape} and {B.shape}")
+    try:
+        res = jnp.einsum(ops, A.data, B.data)
+    except ValueError as err:
+        raise ValueError(f"{where}: {ops!r} cannot apply to shapes {A.shape} and {B.shape}: {err}") from None
+    if res.ndim == 0:
+        res = jnp.reshape(res, (1, 1))
+    return A._new(res)
+
+
+def tensordot(A: Tensor, B: Tensor, axes: Any = 2) -> Tensor:
+    """numpy.tensordot; a full contraction returns shape (1, 1) as in SINGA."""
+    where = "tensordot"
+    if not isinstance(A, Tensor) or not isinstance(B, Tensor):
+        raise TypeError(f"{where}: A and B must be Tensors")
+    if isinstance(axes, (int, np.integer)):
+        n = int(axes)
+        if n < 0 or n > min(A.ndim(), B.ndim()):
+            raise ValueError(f"{where}: axes={n} is invalid for shapes {A.shape} and {B.shape}")
+        axes_a, axes_b = list(range(A.ndim() - n, A.ndim())), list(range(n))
+    else:
+        try:
+            axes_a, axes_b = axes
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: axes must be an int or a pair of axis lists, got {axes!r}") from None
+        axes_a = [axes_a] if isinstance(axes_a, (int, np.integer)) else list(axes_a)
+        axes_b = [axes_b] if isinstance(axes_b, (int, np.integer)) else list(axes_b)
+        axes_a = [_axis(a, A.ndim(), where) for a in axes_a]
+        axes_b = [_axis(b, B.ndim(), where) for b in axes_b]
+    if len(axes_a) != len(axes_b) or any(A.shape[i] != B.shape[j] for i, j in zip(axes_a, axes_b)):
+        raise ValueError(f"{where}: shape mismatch: axes {axes_a} of {A.shape} vs axes {axes_b} of {B.shape}")
+    res = jnp.tensordot(A.data, B.data, (axes_a, axes_b))
+    if res.ndim == 0:
+        res = jnp.reshape(res, (1, 1))
+    return A._new(res)
+
+
+def repeat(t: Tensor, repeats: Any, axis: int | None = None) -> Tensor:
+    """`t.repeat(repeats, axis)`."""
+    return t.repeat(repeats, axis)
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int) -> Tensor:
+    """Join tensors along `axis` (all other dims equal; dtypes promote as in numpy)."""
+    where = "concatenate"
+    tensors = list(tensors)
+    if not tensors or not all(isinstance(t, Tensor) for t in tensors):
+        raise TypeError(f"{where}: expected a non-empty list of Tensors")
+    nd = tensors[0].ndim()
+    ax = _axis(axis, nd, where)
+    for t in tensors[1:]:
+        s0, s = tensors[0].shape, t.shape
+        if len(s) != nd or s[:ax] + s[ax + 1:] != s0[:ax] + s0[ax + 1:]:
+            raise ValueError(f"{where}: shapes {[x.shape for x in tensors]} differ outside axis {axis}")
+    res = jnp.concatenate([t.data for t in tensors], axis=ax)
+    return _wrap(_fresh(res, *[t.data for t in tensors]), tensors[0].device)
+
+
+def axpy(alpha: float, x: Tensor, y: Tensor) -> Tensor:
+    """y += alpha * x in place (x broadcasts into y's shape); returns y."""
+    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+        raise TypeError("axpy: x and y must be Tensors")
+    scaled = x.data if isinstance(alpha, (int, float)) and alpha == 1 else alpha * x.data
+    return _inplace(y, "add", _wrap(scaled, x.device), "axpy")
+
+
+def bernoulli(p: float, t: Tensor) -> Tensor:
+    """Fill `t` in place with 1 (probability p) or 0; returns t."""
+    return t.bernoulli(p)
+
+
+def gaussian(mean: float, std: float, t: Tensor) -> Tensor:
+    """Fill `t` in place with N(mean, std²) samples; returns t."""
+    return t.gaussian(mean, std)
+
+
+def uniform(low: float, high: float, t: Tensor) -> Tensor:
+    """Fill `t` in place with U[low, high) samples; returns t."""
+    return t.uniform(low, high)
+
+
+def _scaled_add(alpha, v, beta, M: Tensor, column: bool, where: str) -> Tensor:
+    vec = _matrix_vector(M, v, column, where)
+    dt = _result_dtype(M._np_dtype(), np.dtype(vec.dtype))
+    M.data = (alpha * vec.astype(dt) + beta * M.data.astype(dt)).astype(M._np_dtype())
+    return M
+
+
+def add_column(alpha: float, v: Tensor, beta: float, M: Tensor) -> Tensor:
+    """Each column m of the 2-D `M` ← alpha·v + beta·m, in place; returns M."""
+    return _scaled_add(alpha, v, beta, M, True, "add_column")
+
+
+def add_row(alpha: float, v: Tensor, beta: float, M: Tensor) -> Tensor:
+    """Each row m of the 2-D `M` ← alpha·v + beta·m, in place; returns M."""
+    return _scaled_add(alpha, v, beta, M, False, "add_row")
+
+
+def sum_columns(M: Tensor) -> Tensor:
+    """Sum of the columns of a 2-D tensor: shape (rows, 1)."""
+    if not isinstance(M, Tensor) or M.ndim() != 2:
+        raise ValueError(f"sum_columns: expected a 2-D tensor, got shape {getattr(M, 'shape', None)}")
+    return M._new(jnp.sum(M.data, axis=1, keepdims=True))
+
+
+def sum_rows(M: Tensor) -> Tensor:
+    """Sum of the rows of a 2-D tensor: shape (1, cols)."""
+    if not isinstance(M, Tensor) or M.ndim() != 2:
+        raise ValueError(f"sum_rows: expected a 2-D tensor, got shape {getattr(M, 'shape', None)}")
+    return M._new(jnp.sum(M.data, axis=0, keepdims=True))
+
+
+def copy_from_numpy(data: Any, np_array: Any):
+    """Copy `np_array` into `data` (equal element count), converted by value.
+
+    `data` may be a Tensor (updated in place, returned) or a raw jax array: raw arrays
+    are immutable, so the new raw array is returned instead.
+    SINGA: SINGA writes into the raw tensor in place; rebind the returned array here.
+    """
+    if isinstance(data, Tensor):
+        data.copy_from_numpy(np_array)
+        return data
+    if not isinstance(data, _ARRAY_TYPES):
+        raise TypeError(f"copy_from_numpy: expected a Tensor or a jax.Array, got {type(data).__name__}")
+    arr = _np_input(np_array, "copy_from_numpy")
+    if arr.size != data.size:
+        raise ValueError(f"copy_from_numpy: array of shape {arr.shape} does not fit raw shape {data.shape}")
+    new = jnp.asarray(arr.astype(np.dtype(data.dtype)).reshape(data.shape))
+    if _is_tracer(data):
+        return new
+    return jax.device_put(new, next(iter(data.devices())))
+
