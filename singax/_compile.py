@@ -54,8 +54,9 @@ def _static_key(leaf: Any) -> Any:
 class _Entry:
     """One compiled step for one input signature."""
 
-    def __init__(self, state: list[Handle], compiled: Any, out_tree: Any, out_static: list):
+    def __init__(self, state: list[Handle], compiled: Any, out_tree: Any, out_static: list, mesh: Any):
         self.state, self.compiled, self.out_tree, self.out_static = state, compiled, out_tree, out_static
+        self.mesh = mesh   # data-parallel mesh (singax.dist) or None
 
 
 class GraphFunction:
@@ -105,8 +106,11 @@ class GraphFunction:
 
     # --- internals -----------------------------------------------------------
     def _run(self, entry: _Entry, inputs: list[Tensor]):
-        state_arrays = _unique_buffers([h.data for h in entry.state], [x.data for x in inputs])
-        new_state, out_arrays = entry.compiled(state_arrays, [x.data for x in inputs])
+        input_arrays = [x.data for x in inputs]
+        state_arrays = _unique_buffers([h.data for h in entry.state], input_arrays)
+        if entry.mesh is not None:
+            state_arrays, input_arrays = _place(entry.mesh, state_arrays, input_arrays, inputs)
+        new_state, out_arrays = entry.compiled(state_arrays, input_arrays)
         for h, a in zip(entry.state, new_state):
             h.__dict__["_data"] = a
         return self._outputs(entry, out_arrays)
@@ -151,6 +155,8 @@ class GraphFunction:
         return step
 
     def _build(self, args, kwargs, inputs: list[Tensor], scan: bool) -> _Entry:
+        from .dist import active_mesh
+        mesh = active_mesh()
         input_ids = {id(x) for x in inputs}
         state = [h for h in self._known_state if id(h) not in input_ids]
         for _ in range(4):
@@ -158,11 +164,16 @@ class GraphFunction:
             step = self._step_fn(state, args, kwargs, inputs, record)
             if scan:
                 step = _scanned(step)
-            jitted = jax.jit(step, donate_argnums=(0,) if self.donate else ())
             state_arrays = [_strong(h.data) for h in state]
+            input_arrays = [x.data for x in inputs]
+            kw = {}
+            if mesh is not None:
+                state_arrays, input_arrays = _place(mesh, state_arrays, input_arrays, inputs, scan)
+                kw = dict(in_shardings=([a.sharding for a in state_arrays], [a.sharding for a in input_arrays]))
             for h, a in zip(state, state_arrays):
                 h.__dict__["_data"] = a
-            traced = jitted.trace(state_arrays, [x.data for x in inputs])
+            jitted = jax.jit(step, donate_argnums=(0,) if self.donate else (), **kw)
+            traced = jitted.trace(state_arrays, input_arrays)
             if not record["missed"]:
                 break
             # state that this trace met for the first time: add it and trace again
@@ -172,7 +183,7 @@ class GraphFunction:
         self._known_state = _merge(self._known_state, state)
         compiled = traced.lower().compile()
         self.compile_count += 1
-        return _Entry(state, compiled, record["out_tree"], record["out_static"])
+        return _Entry(state, compiled, record["out_tree"], record["out_static"], mesh)
 
 
 _TENSOR = object()
@@ -189,6 +200,16 @@ def _scanned(step: Callable) -> Callable:
 def _merge(old: list, new: list) -> list:
     seen = {id(h) for h in old}
     return old + [h for h in new if id(h) not in seen]
+
+
+def _place(mesh, state_arrays: list, input_arrays: list, inputs: list, scan: bool = False):
+    """Replicate the state and shard each input's batch axis over the data-parallel mesh."""
+    from .dist import replicate, shard_batch
+    state_arrays = [replicate(a, mesh) for a in state_arrays]
+    if scan:  # axis 0 counts steps; the batch is axis 1
+        from .dist import batch_sharded_axis
+        return state_arrays, [batch_sharded_axis(a, mesh, 1, x.name) for a, x in zip(input_arrays, inputs)]
+    return state_arrays, [shard_batch(a, mesh, x.name) for a, x in zip(input_arrays, inputs)]
 
 
 def _unique_buffers(state_arrays: list, input_arrays: list) -> list:
