@@ -102,6 +102,8 @@ class Op:
 
 def _static(v: Any) -> Any:
     """A hashable form of an attribute value (lists and arrays become tuples)."""
+    if isinstance(v, Tensor):
+        v = v.data
     if isinstance(v, (list, tuple)):
         return tuple(_static(e) for e in v)
     if isinstance(v, np.ndarray):
