@@ -24,20 +24,11 @@ __all__ = [
 
 
 def _gaussian(t: Tensor, mean: float, std: float) -> None:
-    if hasattr(t, "gaussian"):
-        t.gaussian(mean, std)
-        return
-    # fallback while Tensor.gaussian is not available: same key stream
-    dt = t.data.dtype
-    t.data = (mean + std * jax.random.normal(t.device.next_key(), t.shape, jnp.float32)).astype(dt)
+    t.gaussian(mean, std)
 
 
 def _uniform(t: Tensor, low: float, high: float) -> None:
-    if hasattr(t, "uniform"):
-        t.uniform(low, high)
-        return
-    dt = t.data.dtype
-    t.data = jax.random.uniform(t.device.next_key(), t.shape, jnp.float32, low, high).astype(dt)
+    t.uniform(low, high)
 
 
 def _check(fn: str, t) -> None:
