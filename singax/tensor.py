@@ -657,15 +657,13 @@ def _true_div(a, b):
     return lax.div(a, b) if jnp.issubdtype(a.dtype, jnp.integer) else a / b
 
 
-def _floor_div(a, b):
-    return jnp.floor_divide(a, b) if jnp.issubdtype(a.dtype, jnp.integer) else jnp.floor(a / b)
-
-
 _KERNELS = {
-    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": _true_div,
-    "floordiv": _floor_div, "pow": jnp.power,
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
+    "floordiv": lambda a, b: jnp.floor(a / b), "pow": jnp.power,
     "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge, "eq": jnp.equal,
 }
+# integer results (both operands integer tensors): division truncates like SINGA's cast, // floors
+_INT_KERNELS = {"div": lax.div, "floordiv": jnp.floor_divide}
 _COMPARISONS = frozenset({"lt", "le", "gt", "ge", "eq"})
 
 
@@ -707,7 +705,8 @@ def _compute(name: str, x: Any, y: Any, where: str, into: tuple | None = None):
         rt = _result_dtype(da if da is not None else db, None)
     a = a.astype(rt) if da is not None or not isinstance(a, float) else a
     b = b.astype(rt) if db is not None or not isinstance(b, float) else b
-    out = _KERNELS[name](a, b)
+    kernel = _INT_KERNELS.get(name) if rt.kind in "iu" else None
+    out = (kernel or _KERNELS[name])(a, b)
     if name in _COMPARISONS:
         out = out.astype(rt)
     dev = x.device if isinstance(x, Tensor) else y.device
