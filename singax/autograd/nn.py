@@ -259,7 +259,7 @@ class _PureOperator(Operator):
         y = self.__dict__.get("_ys")
         if y is None:
             raise RuntimeError(MSG_NO_SAVED.format(op=self.name))
-        if not hasattr(dy, "shape") or dy.shape != y.shape:
+        if not hasattr(dy, "shape") or dy.shape != y.shape or dy.dtype != y.dtype:
             dy = jnp.broadcast_to(jnp.asarray(dy, y.dtype), y.shape)
         pull = self.__dict__.get("_pullback")
         if pull is not None:
