@@ -17,6 +17,7 @@ from .shape import *  # noqa: E402,F401,F403
 from .nn import *  # noqa: E402,F401,F403
 from .losses import *  # noqa: E402,F401,F403
 from .gradcheck import check_grads  # noqa: E402,F401
+from .binary import shape  # noqa: E402,F401  (the op, not the submodule)
 
 # SINGA exports its Operator classes from this module by their class names.
 globals().update(CLASSES)
