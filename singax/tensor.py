@@ -703,8 +703,10 @@ def _compute(name: str, x: Any, y: Any, where: str, into: tuple | None = None):
                                  f"cannot be stored in place into shape {into}")
     else:
         rt = _result_dtype(da if da is not None else db, None)
-    a = a.astype(rt) if da is not None or not isinstance(a, float) else a
-    b = b.astype(rt) if db is not None or not isinstance(b, float) else b
+    if not isinstance(a, float) and a.dtype != rt:
+        a = a.astype(rt)
+    if not isinstance(b, float) and b.dtype != rt:
+        b = b.astype(rt)
     kernel = _INT_KERNELS.get(name) if rt.kind in "iu" else None
     out = (kernel or _KERNELS[name])(a, b)
     if name in _COMPARISONS:
@@ -724,7 +726,8 @@ def _inplace(t: Tensor, name: str, x: Any, where: str) -> Tensor:
     out, _ = _compute(name, t, x, where, into=t.shape)
     if out is NotImplemented:
         return NotImplemented
-    t.data = out.astype(t._np_dtype())
+    dt = t._np_dtype()
+    t.data = out if out.dtype == dt else out.astype(dt)
     return t
 
 
