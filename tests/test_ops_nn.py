@@ -632,3 +632,23 @@ def test_traced_step_matches_eager_and_updates_running_stats():
     np.testing.assert_allclose(rm1, rm0, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(w1, w0, rtol=1e-4, atol=1e-6)
     assert not np.allclose(rm0, 0)
+
+
+def test_side_effect_ops_and_losses_compile_once_per_configuration():
+    autograd.training = True
+    _, ts, rm, rv, h = _bn_setup((4, 3, 2, 2))
+    fwd_bn, bwd_bn = nn_mod._jitted(nn_mod._bn_train)
+    fwd_ce = nn_mod._jitted(autograd.SoftMaxCrossEntropy._fn)[0]
+    rng = np.random.default_rng(0)
+
+    def step():
+        y = autograd.batchnorm_2d(h, *ts, rm, rv)
+        x = T(rng.standard_normal((4, 3)).astype(np.float32))
+        loss = autograd.softmax_cross_entropy(x, rng.integers(0, 3, 4).astype(np.int32))
+        list(autograd.backward(loss))
+        list(autograd.backward(y, Tensor(data=np.ones(y.shape, np.float32))))
+    step()
+    sizes = (fwd_bn._cache_size(), bwd_bn._cache_size(), fwd_ce._cache_size())
+    for _ in range(3):
+        step()
+    assert (fwd_bn._cache_size(), bwd_bn._cache_size(), fwd_ce._cache_size()) == sizes
