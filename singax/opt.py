@@ -755,3 +755,11 @@ class Optax(Optimizer):
                             for k, sub in enumerate(new_subs)) for i in range(len(params))]
         new_params = [(pc + u).astype(p.dtype) for p, pc, u in zip(params, pcs, updates)]
         return new_params, new_states
+
+
+def __getattr__(name: str):
+    # SINGA exposes DistOpt from singa.opt; it lives in singax.dist (imported lazily: no cycle)
+    if name == "DistOpt":
+        from .dist import DistOpt
+        return DistOpt
+    raise AttributeError(f"module 'singax.opt' has no attribute {name!r}")
