@@ -45,6 +45,8 @@ def test_dtype_codes_and_names():
         assert t.dtype == code and npy(t).dtype == np_dt and tensor.sizeof(code) == np.dtype(np_dt).itemsize
     assert Tensor((1,), dtype=tensor.bfloat16).dtype == tensor.bfloat16
     assert tensor.sizeof(tensor.float16) == 2
+    assert tensor.to_code(np.int32) == tensor.int32 and tensor.to_code("float") == tensor.float32
+    assert tensor.to_np_dtype("int") == np.int32
 
 
 def test_bad_dtypes_raise():
@@ -290,6 +292,7 @@ def test_getitem_keeps_axis_wraps_and_ignores_step():
     assert t[:].data is not t.data
     rows = [row.shape for row in t]                      # iteration stops at the end
     assert rows == [(1, 3, 4), (1, 3, 4)]
+    assert issubclass(tensor.IndexValueError, ValueError) and issubclass(tensor.IndexValueError, IndexError)
 
 
 @pytest.mark.parametrize("key", [2, -3, slice(1, 1), slice(0, 3), slice(-5, None), slice(1, 0),
@@ -412,9 +415,9 @@ def test_in_place_operators_rebind_data_on_the_same_object():
 def test_operators_are_not_tracked_by_autograd():
     autograd.training = True
     w = Tensor(data=A, stores_grad=True)
-    for out in (w + 1, w * w, w[0], w.reshape((6,)), tensor.sum(w), tensor.exp(w)):
-        assert fresh_flags(out)
-        assert list(autograd.backward(tensor.sum(out))) == []
+    for out in (w + 1, 2 * w, w * w, w[0], w.reshape((6,)), w.clone(), tensor.sum(w), tensor.exp(w),
+                tensor.mult(w, w.T()), tensor.concatenate([w, w], 0)):
+        assert fresh_flags(out) and out.creator.src == []
 
 
 # --- tracers: in-place math inside jax transformations -----------------------------------
@@ -428,7 +431,8 @@ def test_in_place_methods_work_on_tracers():
         tensor.axpy(2.0, Tensor(data=x), t)
         tensor.copy_data_to_from(t, Tensor(data=x), 2, 0, 1)
         s = Tensor(data=x).set_value(x[0, 0])
-        return t.data, u.data, tensor.sum(t).data, s.data
+        g = Tensor((2, 3)).gaussian(x[0, 1], 0.0)          # traced mean, std 0
+        return t.data, u.data, tensor.sum(t).data, s.data, g.data
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -441,6 +445,7 @@ def test_in_place_methods_work_on_tracers():
     np.testing.assert_allclose(got[1], u_ref, rtol=1e-5)
     np.testing.assert_allclose(got[2], ref_flat.sum().reshape(1, 1), rtol=1e-5)
     np.testing.assert_allclose(got[3], np.full((2, 3), A[0, 0]))
+    np.testing.assert_allclose(got[4], np.full((2, 3), A[0, 1]))
 
 
 def test_values_inside_a_trace_are_helpful_errors():
