@@ -1,0 +1,296 @@
+"""Benchmark: singax's compiled training step (Model.compile, graph mode) against pure JAX.
+
+For each workload (W1 MLP, W2 SINGA's MNIST CNN, W3 ResNet-18, W4 LSTM LM) this times,
+in one process, from the same initial parameters and data:
+
+  A      a hand-written pure JAX + optax step, one `jax.jit` with donated buffers
+  graph  the singax Model compiled with `use_graph=True`
+  eager  the same Model with `use_graph=False`
+  kstep  `Model.train_steps`: K steps in one dispatch (W1 only by default)
+
+and writes a Markdown report to bench/results/<machine>-<date>-compile.md.
+
+    python bench/compile.py                       # all workloads, full step counts
+    python bench/compile.py --workloads W1,W2 --steps 50
+    python bench/compile.py --quick --workloads W1  # seconds: a smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+IMPL_NAMES = {
+    "A": "A JAX+optax, one jax.jit step, donated",
+    "graph": "singax graph (use_graph=True)",
+    "eager": "singax eager (use_graph=False)",
+    "kstep": "singax K-step (train_steps, K={k})",
+}
+TARGETS = {"graph_vs_A": {"W1": 1.10, "W2": 1.02, "W3": 1.02, "W4": 1.02}, "compile_vs_A": 1.5}
+
+
+# --------------------------------------------------------------------------- implementations
+def reference_states(wl: common.Workload, x_np: np.ndarray, seed: int):
+    """Initialise the singax model once; its states (numpy) seed every implementation."""
+    from singax import device, tensor
+    device.get_default_device().SetRandSeed(seed)
+    model = wl.make_model()
+    model.compile([tensor.from_numpy(x_np)], is_train=True, use_graph=False)
+    return model, {name: np.array(t.data) for name, t in model.get_states().items()}
+
+
+def jax_impl(wl: common.Workload, ref_model, batch, jit: bool = True, key: str = "A",
+             name: str | None = None) -> common.Impl:
+    """The pure-JAX twin: same parameters (fresh buffers), same data."""
+    t0 = time.perf_counter()
+    params, state = wl.to_jax(ref_model)
+    params, state = jax.tree.map(jnp.asarray, (params, state))
+    step = common.jax_step(wl.loss_fn, wl.tx())
+    compiled = jax.jit(step, donate_argnums=(0, 1, 2)) if jit else step
+    runner = common.JaxRunner(compiled, params, state, wl.tx(), batch)
+    init_s = time.perf_counter() - t0
+
+    def program():
+        return compiled.lower(runner.params, runner.state, runner.opt_state, *runner.batch).compile()
+    return common.Impl(name or IMPL_NAMES[key], runner, lambda loss: [float(np.asarray(loss))],
+                       sync=runner.sync, program=program if jit else None, init_s=init_s, key=key)
+
+
+def singax_model(wl: common.Workload, ref_states: dict, x_np: np.ndarray, use_graph: bool):
+    """A fresh singax model, compiled as SINGA scripts do, holding the reference states."""
+    from singax import tensor
+    model = wl.make_model()
+    model.compile([tensor.from_numpy(x_np)], is_train=True, use_graph=use_graph)
+    states = model.get_states()
+    if set(states) != set(ref_states):
+        raise RuntimeError(f"{wl.key}: state names differ between two builds of the model: "
+                           f"{sorted(set(states) ^ set(ref_states))}")
+    for name, t in states.items():
+        t.data = jnp.asarray(ref_states[name])   # a new buffer: graph mode donates its state
+    return model, list(states.values())
+
+
+def _graph_program(model):
+    for graph in model.__dict__.get("_graphs", {}).values():
+        for entry in graph.cache.values():
+            return entry.compiled
+    return None
+
+
+def singax_impl(wl: common.Workload, ref_states: dict, batch, mode: str, k: int = 10) -> common.Impl:
+    """mode: "graph", "eager" or "kstep" (K copies of the batch stacked, one dispatch)."""
+    from singax import tensor
+    t0 = time.perf_counter()
+    model, states = singax_model(wl, ref_states, batch[0], use_graph=(mode != "eager"))
+    if mode == "kstep":
+        inputs = [tensor.from_numpy(np.stack([b] * k)) for b in batch]
+
+        def step():
+            return model.train_steps(*inputs)
+    else:
+        inputs = [tensor.from_numpy(b) for b in batch]
+
+        def step():
+            return model(*inputs)
+    init_s = time.perf_counter() - t0
+    return common.Impl(
+        IMPL_NAMES[mode].format(k=k), step,
+        losses=lambda out: np.asarray(out[1].data, dtype=np.float64).reshape(-1),
+        sync=lambda out: [t.data for t in states] + [out[1].data],
+        steps_per_call=k if mode == "kstep" else 1,
+        program=(lambda: _graph_program(model)) if mode != "eager" else None,
+        init_s=init_s, key=mode)
+
+
+# --------------------------------------------------------------------------- report
+def check_targets(key: str, res: dict) -> list[str]:
+    """One line per target: measured ratio, the target, and whether it is met."""
+    lines = []
+    a = res.get("A")
+
+    def verdict(ok):
+        return "met" if ok else "**not met**"
+    if a is not None and "graph" in res:
+        g, t = res["graph"], TARGETS["graph_vs_A"][key]
+        ratio = g.median_s / a.median_s
+        lines.append(f"- graph step / A: {ratio:.3f}× (target ≤ {t:.2f}×): {verdict(ratio <= t)}")
+        if a.compile_s > 0:
+            c = g.compile_s / a.compile_s
+            lines.append(f"- graph compile / A compile: {c:.2f}× ({g.compile_s:.2f} s vs {a.compile_s:.2f} s; "
+                         f"target ≤ {TARGETS['compile_vs_A']:.1f}×): {verdict(c <= TARGETS['compile_vs_A'])}")
+    if a is not None and "kstep" in res:
+        ks = res["kstep"]
+        ratio = ks.median_s / a.median_s
+        lines.append(f"- K-step per step / A: {ratio:.3f}× (target < 1): {verdict(ratio < 1)}")
+    if a is not None:
+        for k in ("graph", "eager", "kstep"):
+            if k in res:
+                d1 = abs(res[k].loss1 - a.loss1)
+                lines.append(f"- loss@1 {k} − A: {d1:.2e}" + ("" if d1 <= 1e-4 * max(1.0, abs(a.loss1))
+                                                              else " **disagree**"))
+    bad = [r.key for r in res.values() if r.traces_after_warmup or r.compiles_after_warmup]
+    lines.append("- traces/compiles during timed steps: " + (f"**{', '.join(bad)}**" if bad else "none"))
+    return lines
+
+
+def summary(results: list[common.Result]) -> dict:
+    return {r.key: {"name": r.name, "median_ms": r.median_s * 1e3, "min_ms": min(r.step_times) * 1e3,
+                    "step1_s": r.step1_s, "compile_s": r.compile_s, "loss1": r.loss1,
+                    "loss_end": r.loss_end, "steps_run": r.steps_run, "peak_bytes": r.peak_bytes,
+                    "program_bytes": r.program_bytes, "traces": r.traces_after_warmup,
+                    "compiles": r.compiles_after_warmup} for r in results}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workloads", default="W1,W2,W3,W4", help="comma-separated subset of W1,W2,W3,W4")
+    p.add_argument("--impls", default="A,graph,eager,kstep", help="subset of A,graph,eager,kstep")
+    p.add_argument("--kstep-workloads", default="W1", help="workloads that also run K-step mode")
+    p.add_argument("--k", type=int, default=10, help="steps per dispatch in K-step mode")
+    p.add_argument("--steps", type=int, help="timed steps per implementation (default per workload)")
+    p.add_argument("--warmup", type=int, help="warm-up steps, steps 1 and 2 included")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    p.add_argument("--quick", action="store_true", help="tiny step counts (CI smoke run)")
+    p.add_argument("--precision", default="highest", help="jax_default_matmul_precision")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="folder for the Markdown report (default bench/results; $OUT/results if set)")
+    p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--json", help="also write a JSON summary here")
+    args = p.parse_args(argv)
+
+    common.setup(args.precision)
+    if args.quick:
+        args.steps, args.warmup, args.rounds, args.k = args.steps or 4, args.warmup or 2, 2, 2
+    info = common.machine_info()
+    impls_wanted = args.impls.split(",")
+    lines, out_json = [], {}
+    for key in args.workloads.split(","):
+        wl = common.WORKLOADS[key]
+        steps, warmup = args.steps or wl.steps, args.warmup or wl.warmup
+        use_k = "kstep" in impls_wanted and key in args.kstep_workloads.split(",")
+        if use_k:  # same number of steps in every implementation, so loss@end compares
+            warmup = max(warmup, 2 * args.k)
+            warmup = -(-warmup // args.k) * args.k
+            steps = max(steps, args.rounds * args.k)
+            steps = -(-steps // (args.rounds * args.k)) * args.rounds * args.k
+        print(f"{key}: {wl.title}", flush=True)
+        batch = wl.batch(np.random.default_rng(args.seed))
+        missing = common.singax_missing(key)
+        impls = []
+        if missing:
+            print(f"  {missing}: only A runs", flush=True)
+            if "A" not in impls_wanted:
+                continue
+            impls.append(_a_without_singax(wl, batch, args.seed))
+        else:
+            ref_model, ref_states = reference_states(wl, batch[0], args.seed)
+            if "A" in impls_wanted:
+                impls.append(jax_impl(wl, ref_model, batch))
+            for mode in ("graph", "eager", "kstep"):
+                if mode in impls_wanted and (mode != "kstep" or use_k):
+                    impls.append(singax_impl(wl, ref_states, batch, mode, args.k))
+        results = common.run_impls(impls, warmup, steps, args.rounds)
+        res = common.by_key(results)
+        lines += [f"## {key}: {wl.title}", ""]
+        if missing:
+            lines += [f"{missing}; only the pure-JAX row ran (initial parameters from its own init).", ""]
+        lines += common.table(common.RESULT_HEADERS, common.result_rows(results))
+        lines += [""] + check_targets(key, res) + [""]
+        out_json[key] = summary(results)
+        print("\n".join(common.table(["impl", "median (ms)", "× A", "loss@1", "loss@end"],
+                                     [[r[0], r[5], r[9], r[10], r[11]] for r in common.result_rows(results)])))
+        print("\n".join(check_targets(key, res)), flush=True)
+
+    config = (f"warm-up {args.warmup or 'per workload'} steps, timed steps {args.steps or 'per workload'} "
+              f"(W1 100, W3 12, else 30) in {args.rounds} interleaved rounds; K={args.k}; seed {args.seed}"
+              + ("; QUICK (smoke run, numbers meaningless)" if args.quick else ""))
+    doc = common.header("singax Model.compile benchmark", info, config) + [
+        "Columns: see bench/README.md. × A is the median step time over the pure-JAX jit step's; "
+        "est. compile = steps 1 and 2 above the median; peak memory is the process-wide high-water "
+        "mark after that row's warm-up (rows run in order, so it only grows); XLA program = the "
+        "compiled step's arguments + outputs + temporaries − donated aliases.", ""] + lines
+    text = "\n".join(doc) + "\n"
+    if not args.no_write:
+        out_dir = args.out or (os.path.join(os.environ["OUT"], "results") if os.environ.get("OUT") else None)
+        path = common.result_path(info, out_dir, "-compile" + ("-quick" if args.quick else ""))
+        with open(path, "w") as f:
+            f.write(text)
+        print(f"wrote {path}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out_json, f, indent=1)
+    return 0
+
+
+def _a_without_singax(wl: common.Workload, batch, seed: int) -> common.Impl:
+    """A alone, initialised from the singax model's stand-in shapes (used while layers are missing)."""
+    init = _standin_init(wl, batch, seed)
+    return jax_impl(wl, init, batch)
+
+
+def _standin_init(wl: common.Workload, batch, seed: int):
+    """An object with the attributes `to_jax` reads, filled with SINGA's init rules (numpy)."""
+    rng = np.random.default_rng(seed)
+
+    class T:
+        def __init__(self, a):
+            self.data = np.asarray(a, np.float32)
+
+    class L:
+        def __init__(self, **kw):
+            self.__dict__.update({k: T(v) for k, v in kw.items()})
+
+    def linear(i, o):
+        return L(W=rng.normal(0, np.sqrt(2 / (i + o)), (i, o)), b=np.zeros(o))
+
+    def conv(o, c, k, bias=True):
+        W = rng.normal(0, np.sqrt(2 / (c * k * k + o)), (o, c, k, k))
+        return L(W=W, b=np.zeros(o)) if bias else L(W=W)
+
+    def bn(c):
+        return L(scale=np.ones(c), bias=np.zeros(c), running_mean=np.zeros(c), running_var=np.ones(c))
+
+    m = type("StandIn", (), {})()
+    if wl.key == "W1":
+        m.linear1, m.linear2 = linear(784, 100), linear(100, 10)
+    elif wl.key == "W2":
+        m.conv1, m.conv2 = conv(20, 1, 5), conv(50, 20, 5)
+        m.linear1, m.linear2 = linear(800, 500), linear(500, 10)
+    elif wl.key == "W3":
+        m.conv1, m.bn1, m.fc, m.block_names = conv(64, 3, 3, False), bn(64), linear(512, 10), []
+        cin = 64
+        for i, (planes, stride) in enumerate(common.RESNET18_STAGES):
+            for j in range(2):
+                b = type("Block", (), {})()
+                b.conv1, b.bn1 = conv(planes, cin, 3, False), bn(planes)
+                b.conv2, b.bn2 = conv(planes, planes, 3, False), bn(planes)
+                b.has_shortcut = j == 0 and i > 0
+                if b.has_shortcut:
+                    b.conv_sc, b.bn_sc = conv(planes, cin, 1, False), bn(planes)
+                name = f"layer{i + 1}_{j}"
+                setattr(m, name, b)
+                m.block_names.append(name)
+                cin = planes
+    else:
+        c = common.W4_SHAPE
+        H, E = c["hidden"], c["emb"]
+        m.hidden, m.cudnn = H, True
+        m.embedding = L(W=rng.normal(0, 1, (c["vocab"], E)))
+        size = 4 * H * (E + H + 2)
+        m.rnn = L(W=rng.uniform(-1 / np.sqrt(H), 1 / np.sqrt(H), size))
+        m.dense = linear(H, c["vocab"])
+    return m
+
+
+if __name__ == "__main__":
+    sys.exit(main())
