@@ -167,6 +167,9 @@ class Optimizer:
         is `tensor.float64`, else float32.
 
     Subclasses implement `apply(param_name, param_value, param_grad)`.
+
+    SINGA: slots are keyed by parameter name; here by parameter identity, so two
+    parameters that share a name keep separate slots (reported as `W`, `W#1`).
     """
 
     def __init__(self, lr: Any, dtype: int = tensor.float32):
@@ -392,16 +395,13 @@ class _Builtin(Optimizer):
     """An optimizer whose per-parameter update is an optax chain with named slots."""
 
     _slot_attrs: tuple = ()
-
-    def _config(self) -> tuple:
-        """(static configuration, build function, hyper-parameter Tensors, slot names)."""
-        raise NotImplementedError
+    _cfg: tuple   # (static configuration key, build function, hyper-parameter Tensors, slot names)
 
     def apply(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
         """Update `param_value` (and its slots) in place: one jitted call."""
         self._check_pair(param_name, param_value, param_grad)
         self._follow(param_value)
-        key, build, hypers, slot_names = self._config()
+        key, build, hypers, slot_names = self._cfg
         cdt = _compute_dtype(param_value.data.dtype)
         shape = param_value.shape
         slots = self._slots(param_name, param_value, slot_names,
@@ -539,9 +539,6 @@ class SGD(_Builtin):
                      (self.lr_value, self.mom_value, self.dam_value, self.decay_value),
                      ("moments",) if has_mom else ())
 
-    def _config(self):
-        return self._cfg
-
     def apply(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
         if isinstance(param_value, Tensor) and param_value.dtype != self.dtype:
             raise TypeError(f"SGD.apply: parameter {param_name!r} has dtype "
@@ -575,9 +572,6 @@ class RMSProp(_Builtin):
                      (self.lr_value, self.rho_value, self.epsilon_value, self.decay_value),
                      ("running_average",))
 
-    def _config(self):
-        return self._cfg
-
 
 class AdaGrad(_Builtin):
     """AdaGrad: h <- h + g^2; p <- p - lr*g/sqrt(h + eps) (eps inside the root).
@@ -598,9 +592,6 @@ class AdaGrad(_Builtin):
         key = ("AdaGrad", wd.init_value != 0)
         self._cfg = (key, _adagrad_build(*key[1:]),
                      (self.lr_value, self.epsilon_value, self.decay_value), ("history",))
-
-    def _config(self):
-        return self._cfg
 
 
 class Adam(_Builtin):
@@ -630,9 +621,6 @@ class Adam(_Builtin):
         self._cfg = (key, _adam_build(*key[1:]),
                      (self.lr_value, self.beta_1_value, self.beta_2_value, self.epsilon_value,
                       self.decay_value, self.step_counter), ("m", "v"))
-
-    def _config(self):
-        return self._cfg
 
 
 # --- any optax transform -----------------------------------------------------------

@@ -539,3 +539,27 @@ def test_optax_wrapper_rejects_bad_transform():
         opt.Optax(optax.adam)
     with pytest.raises(TypeError, match="Optax: with lr=..., transform must be a factory"):
         opt.Optax(optax.adam(1e-3), lr=0.1)
+
+
+def test_state_follows_the_parameters_device():
+    """Params on a second device: counter, hyper values and slots move there (GPU scripts)."""
+    code = """
+import numpy as np, optax
+from singax import opt, device
+from singax.tensor import Tensor
+d1 = device.get_devices()[1]
+for o in [opt.Adam(opt.ExponentialDecay(0.1, 2, 0.5)), opt.Optax(optax.adamw(1e-2)), opt.SGD(0.1, momentum=0.9)]:
+    p = Tensor(device=d1, data=np.ones((2, 2), np.float32), name='W')
+    for _ in range(2):
+        o.apply('W', p, Tensor(device=d1, data=np.ones((2, 2), np.float32)))
+        o.step()
+    tensors = [p, o.step_counter] + [t for _, t in o._hypers] + [t for e in o._entries.values() for t in e.tensors]
+    assert all(t.data.devices() == {d1.jax_device} and t.device is d1 for t in tensors), type(o).__name__
+print("ok")
+"""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
