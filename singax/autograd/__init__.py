@@ -15,6 +15,7 @@ from .binary import *  # noqa: E402,F401,F403
 from .reduce import *  # noqa: E402,F401,F403
 from .shape import *  # noqa: E402,F401,F403
 from .nn import *  # noqa: E402,F401,F403
+from .rnn import *  # noqa: E402,F401,F403
 from .losses import *  # noqa: E402,F401,F403
 from .gradcheck import check_grads  # noqa: E402,F401
 from .binary import shape  # noqa: E402,F401  (the op, not the submodule)

@@ -189,9 +189,9 @@ class BuiltinOperator(Operator):
         ys = self._ys
         dy = dys if isinstance(ys, tuple) else dys[0]
         if isinstance(ys, tuple):
-            dy = tuple(jnp.zeros_like(y) if d is None else d for d, y in zip(dys, ys))
-        elif not hasattr(dy, "shape") or dy.shape != ys.shape:
-            dy = jnp.broadcast_to(jnp.asarray(dy, ys.dtype), ys.shape)
+            dy = tuple(jnp.zeros_like(y) if d is None else _like(d, y) for d, y in zip(dys, ys))
+        else:
+            dy = _like(dy, ys)
         pull = self.__dict__.get("_pullback")
         if pull is not None:
             got = pull(dy)
@@ -201,6 +201,13 @@ class BuiltinOperator(Operator):
             return tuple(dxs)
         _, bwd, _ = spec.compiled(self._key())
         return tuple(_none_if_float0(d) for d in bwd(tuple(saved), ys, dy))
+
+
+def _like(dy, y):
+    """dy as an array of y's shape and dtype (a Python float dy comes from SINGA's backward)."""
+    if getattr(dy, "shape", None) == y.shape and getattr(dy, "dtype", None) == y.dtype:
+        return dy
+    return jnp.broadcast_to(jnp.asarray(dy, y.dtype), y.shape)
 
 
 def _make_function(spec: Op, cls: type) -> Callable:

@@ -1,5 +1,5 @@
 """Neural-network operators (singa-api 2.9): handles, convolution, pooling,
-batch normalisation, dropout, embedding, cosine similarity and cuDNN-style RNNs.
+batch normalisation, dropout, embedding and cosine similarity (RNNs: `rnn.py`).
 
 Convolution, pooling, embedding, cosine similarity and the RNN are pure and are
 table rows; BatchNorm (writes running statistics) and Dropout (draws from the
@@ -20,9 +20,9 @@ from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training
 from ..tensor import Tensor
 
 __all__ = [
-    "ConvHandle", "PoolingHandle", "BatchNormHandle", "CudnnRNNHandle",
+    "ConvHandle", "PoolingHandle", "BatchNormHandle",
     "_Conv2d", "conv2d", "_Pooling2d", "pooling_2d", "_BatchNorm2d", "batchnorm_2d",
-    "Dropout", "dropout", "Embedding", "embedding", "CosSim", "cossim", "_RNN",
+    "Dropout", "dropout", "Embedding", "embedding", "CosSim", "cossim",
 ]
 
 
@@ -161,67 +161,6 @@ class BatchNormHandle(_Handle):
         self.batchsize, self.channels = shape[0], shape[1]
         self.height, self.width = (shape[2], shape[3]) if len(shape) == 4 else (1, 1)
         self.is_2d = len(shape) == 2
-
-
-_RNN_MODES = {"relu": 0, "tanh": 1, "vanilla": 1, "lstm": 2, "gru": 3}
-_RNN_GATES = {0: 1, 1: 1, 2: 4, 3: 3}
-
-
-class CudnnRNNHandle(_Handle):
-    """Configuration of a multi-layer RNN with a flat weight vector (SINGA's `CudnnRNNHandle`).
-
-    `CudnnRNNHandle(x, hidden_size, mode=0, num_layers=1, bias=True, dropout=0.0,
-    bidirectional=False)`.
-
-    Args:
-      x: the input (seq_length, batch_size, feature_size): a Tensor, an array or its shape.
-      hidden_size: H.
-      mode: cuDNN code 0 relu, 1 tanh, 2 lstm, 3 gru, or one of the strings
-        "relu", "tanh"/"vanilla", "lstm", "gru"; stored as the int code.
-      num_layers, bias, bidirectional: as in cuDNN (bias = two bias vectors per gate).
-      dropout: stored only (singax applies no dropout between RNN layers).
-
-    Attributes: `mode, num_layers, hidden_size, feature_size, bidirectional, dropout,
-    bias, weights_size, batch_size, seq_length`.
-
-    Flat weight layout of `W` (`weights_size` elements): for each layer l, for each
-    direction d (forward, then backward), one block
-    `[W_ih (G*H, in_l), W_hh (G*H, H), b_ih (G*H,), b_hh (G*H,)]`, each row-major, where
-    in_l = feature_size for l = 0 and H * num_directions above, and G gates stacked in
-    cuDNN order (LSTM: i, f, g, o; GRU: r, z, n; plain RNN: one). Without bias the
-    b blocks are absent.
-    """
-
-    _fields = ("mode", "num_layers", "hidden_size", "feature_size", "bidirectional", "bias", "dropout")
-
-    def __init__(self, x: Any, hidden_size: int, mode: Any = 0, num_layers: int = 1, bias: bool = True,
-                 dropout: float = 0.0, bidirectional: bool = False):
-        shape = _shape_of(x)
-        if len(shape) != 3:
-            raise ValueError(f"CudnnRNNHandle: expected input (seq_length, batch_size, feature_size), "
-                             f"got shape {shape}")
-        if isinstance(mode, str):
-            if mode not in _RNN_MODES:
-                raise ValueError(f"CudnnRNNHandle: unknown mode {mode!r}; expected one of {sorted(_RNN_MODES)}")
-            mode = _RNN_MODES[mode]
-        if int(mode) not in _RNN_GATES:
-            raise ValueError(f"CudnnRNNHandle: unknown mode {mode!r}; expected 0 relu, 1 tanh, 2 lstm, 3 gru")
-        self.mode, self.hidden_size, self.num_layers = int(mode), int(hidden_size), int(num_layers)
-        self.bias, self.dropout, self.bidirectional = bool(bias), float(dropout), bool(bidirectional)
-        self.seq_length, self.batch_size, self.feature_size = shape
-        self.weights_size = sum(size for _, size in _rnn_blocks(self))
-
-
-def _rnn_blocks(h: CudnnRNNHandle):
-    """(shape, size) of each weight block in flat-layout order."""
-    G, H, D = _RNN_GATES[h.mode], h.hidden_size, 2 if h.bidirectional else 1
-    out = []
-    for layer in range(h.num_layers):
-        fin = h.feature_size if layer == 0 else H * D
-        for _ in range(D):
-            shapes = [(G * H, fin), (G * H, H)] + ([(G * H,), (G * H,)] if h.bias else [])
-            out += [(s, int(np.prod(s))) for s in shapes]
-    return out
 
 
 # --------------------------------------------------------------------------- shared machinery
@@ -609,166 +548,9 @@ def cossim(a: Tensor, b: Tensor) -> Tensor:
     return CosSim()(a, b)[0]
 
 
-# --------------------------------------------------------------------------- RNN
-def _rnn_unflatten(W, h: CudnnRNNHandle):
-    """Per (layer, direction): (W_ih, W_hh, b_ih, b_hh) views of the flat weights."""
-    parts, off = [], 0
-    for shape, size in _rnn_blocks(h):
-        parts.append(W[off:off + size].reshape(shape))
-        off += size
-    n = 4 if h.bias else 2
-    blocks = [parts[i:i + n] for i in range(0, len(parts), n)]
-    if not h.bias:
-        blocks = [b + [jnp.zeros(b[0].shape[0], W.dtype)] * 2 for b in blocks]
-    return blocks
-
-
-def _rnn_cell(mode: int, xp, hc, whh, bhh):
-    """One step for all directions at once: xp (D, B, G*H) is the input projection."""
-    h, c = hc
-    hp = jnp.einsum("dbh,dgh->dbg", h, whh) + bhh[:, None, :]
-    if mode == 2:
-        i, f, g, o = jnp.split(xp + hp, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        return jax.nn.sigmoid(o) * jnp.tanh(c), c
-    if mode == 3:
-        xr, xz, xn = jnp.split(xp, 3, axis=-1)
-        hr, hz, hn = jnp.split(hp, 3, axis=-1)
-        r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
-        n = jnp.tanh(xn + r * hn)
-        return (1 - z) * n + z * h, c
-    pre = xp + hp
-    return (jnp.tanh(pre) if mode == 1 else jnp.maximum(pre, 0)), c
-
-
-def _rnn_forward(x, hx, cx, W, seq_lengths=None, *, handle, return_sequences=False, use_mask=False):
-    h = handle
-    T, B, _ = x.shape
-    D = 2 if h.bidirectional else 1
-    blocks = _rnn_unflatten(W, h)
-    mask = None
-    if seq_lengths is not None:
-        mask = jnp.arange(T)[:, None] < seq_lengths.reshape(1, B)   # (T, B)
-        mask = jnp.stack([mask, jnp.flip(mask, 0)][:D], axis=1)[..., None]  # (T, D, B, 1)
-    inp = x
-    for layer in range(h.num_layers):
-        wih, whh, bih, bhh = (jnp.stack(z) for z in zip(*blocks[layer * D:(layer + 1) * D]))
-        xs = jnp.stack([inp, jnp.flip(inp, 0)][:D], axis=1)             # (T, D, B, in)
-        xp = jnp.einsum("tdbi,dgi->tdbg", xs, wih) + bih[None, :, None, :]  # one matmul for all steps
-        carry = (hx[layer * D:(layer + 1) * D], cx[layer * D:(layer + 1) * D])
-
-        def step(hc, t_in, whh=whh, bhh=bhh):
-            xp_t, m = t_in
-            new = _rnn_cell(h.mode, xp_t, hc, whh, bhh)
-            if m is not None:  # padded steps keep the state and output zeros
-                new = tuple(jnp.where(m, n, o) for n, o in zip(new, hc))
-                return new, jnp.where(m, new[0], 0)
-            return new, new[0]
-        _, ys = lax.scan(step, carry, (xp, mask))                       # (T, D, B, H)
-        inp = ys[:, 0] if D == 1 else jnp.concatenate([ys[:, 0], jnp.flip(ys[:, 1], 0)], axis=-1)
-    return inp if return_sequences else inp[-1]
-
-
-def _rnn_check(x, hx, cx, W, seq_lengths=None, *, handle, return_sequences=False, use_mask=False):
-    h = handle
-    if not isinstance(h, CudnnRNNHandle):
-        raise TypeError(f"_RNN: expected a CudnnRNNHandle, got {type(h).__name__}")
-    D = 2 if h.bidirectional else 1
-    state = (h.num_layers * D, x.shape[1] if x.ndim == 3 else -1, h.hidden_size)
-    if x.ndim != 3 or x.shape[2] != h.feature_size:
-        raise ValueError(f"_RNN: expected x (seq_length, batch, {h.feature_size}), got {tuple(x.shape)}")
-    for what, v in (("hx", hx), ("cx", cx)):
-        if tuple(v.shape) != state:
-            raise ValueError(f"_RNN: expected {what} of shape {state}, got {tuple(v.shape)}")
-    if tuple(W.shape) != (h.weights_size,):
-        raise ValueError(f"_RNN: expected flat W of shape ({h.weights_size},), got {tuple(W.shape)}")
-    if seq_lengths is not None and seq_lengths.size != x.shape[1]:
-        raise ValueError(f"_RNN: expected seq_lengths of {x.shape[1]} entries, got {tuple(seq_lengths.shape)}")
-
-
-def _np_rnn(x, hx, cx, W, seq_lengths=None, *, handle, return_sequences=False, use_mask=False):
-    """numpy reference: a plain loop over layers, directions and time steps."""
-    h = handle
-    T, B, _ = x.shape
-    H, D = h.hidden_size, 2 if h.bidirectional else 1
-    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
-    lens = np.full(B, T) if seq_lengths is None else np.asarray(seq_lengths).reshape(B)
-    blocks = [[np.asarray(p) for p in b] for b in _rnn_unflatten(jnp.asarray(W), h)]
-    inp = x
-    for layer in range(h.num_layers):
-        outs = []
-        for d in range(D):
-            wih, whh, bih, bhh = blocks[layer * D + d]
-            hs, cs = hx[layer * D + d].copy(), cx[layer * D + d].copy()
-            out = np.zeros((T, B, H))
-            for t in (range(T) if d == 0 else reversed(range(T))):
-                a, r = inp[t] @ wih.T + bih, hs @ whh.T + bhh
-                if h.mode == 2:
-                    i, f, g, o = np.split(a + r, 4, axis=1)
-                    cn = sig(f) * cs + sig(i) * np.tanh(g)
-                    hn = sig(o) * np.tanh(cn)
-                elif h.mode == 3:
-                    (ar, az, an), (rr, rz, rn) = np.split(a, 3, axis=1), np.split(r, 3, axis=1)
-                    rg, z = sig(ar + rr), sig(az + rz)
-                    hn, cn = (1 - z) * np.tanh(an + rg * rn) + z * hs, cs
-                else:
-                    hn, cn = (np.tanh(a + r) if h.mode == 1 else np.maximum(a + r, 0)), cs
-                live = (t < lens)[:, None]
-                hs, cs = np.where(live, hn, hs), np.where(live, cn, cs)
-                out[t] = np.where(live, hn, 0)
-            outs.append(out)
-        inp = np.concatenate(outs, axis=-1)
-    return inp if return_sequences else inp[-1]
-
-
-def _rnn_sample(rng, attrs):
-    h = attrs["handle"]
-    D = 2 if h.bidirectional else 1
-    state = (h.num_layers * D, h.batch_size, h.hidden_size)
-    return [rng.standard_normal((h.seq_length, h.batch_size, h.feature_size)),
-            rng.standard_normal(state) * 0.5, rng.standard_normal(state) * 0.5,
-            rng.uniform(-0.6, 0.6, h.weights_size)]
-
-
-register(Op("_rnn", _rnn_forward, cls="_RNN", inputs=None, shapes=[()],
-            attrs=(("handle", None), ("return_sequences", False), ("use_mask", False)),
-            samples=[dict(handle=CudnnRNNHandle((4, 2, 3), 3, "lstm"), return_sequences=True),
-                     dict(handle=CudnnRNNHandle((3, 2, 3), 2, "gru", num_layers=2, bidirectional=True)),
-                     dict(handle=CudnnRNNHandle((3, 2, 2), 3, "tanh", bias=False), return_sequences=True),
-                     dict(handle=CudnnRNNHandle((3, 1, 2), 2, "relu", bidirectional=True),
-                          return_sequences=True)],
-            sample=_rnn_sample, ref=_np_rnn, check=_rnn_check))
-
-
-class _RNN(_cls("_RNN")):
-    """Multi-layer (bidirectional) RNN/LSTM/GRU over a flat weight vector, via `lax.scan`.
-
-    `_RNN(handle, return_sequences=False, use_mask=False, seq_lengths=None)(x, hx, cx, W)`
-    with x (T, B, F), hx and cx (num_layers * D, B, H) and W the flat weights laid out as
-    in `CudnnRNNHandle`. Returns y (T, B, H * D), or its last time step (B, H * D) when
-    `return_sequences` is False; the final states are not returned. With `use_mask`,
-    `seq_lengths` (B,) ints: steps past a sequence's length keep its state and output 0.
-    Backward: (dx, dhx, dcx, dW) through `jax.vjp`.
-
-    SINGA: CUDA only, and `handle.dropout` is applied between layers by cuDNN; singax runs
-    everywhere and applies no RNN dropout.
-    """
-
-    def __init__(self, handle: CudnnRNNHandle, return_sequences: bool = False, use_mask: bool = False,
-                 seq_lengths: Any = None, name: str | None = None):
-        super().__init__(handle, return_sequences, use_mask, name=name)
-        self.seq_lengths = seq_lengths
-
-    def _forward_raw(self, *xs):
-        if self.use_mask and len(xs) == 4:
-            lens = self.seq_lengths
-            if lens is None:
-                raise ValueError("_RNN: use_mask=True needs seq_lengths")
-            xs = xs + (jnp.asarray(lens.data if isinstance(lens, Tensor) else lens).astype(jnp.int32),)
-        return super()._forward_raw(*xs)
-
-    def backward(self, *dys):
-        return super().backward(*dys)[:4]
-
-
-CLASSES["_RNN"] = OPS["_rnn"].op_class = _RNN
+def __getattr__(name: str):
+    # the RNN operator moved to rnn.py; keep `nn.CudnnRNNHandle` and friends working
+    from . import rnn
+    if hasattr(rnn, name):
+        return getattr(rnn, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
