@@ -1,0 +1,199 @@
+"""Benchmark: singax's eager (op-by-op, tape) training step against pure JAX.
+
+Two models, each timed in one process from the same parameters and data:
+
+  seed-MLP   the seed document's autograd example (2-3-2 perceptron on 400 points,
+             `autograd.matmul/add_bias/relu/softmax_cross_entropy`, `sgd.update`)
+  CNN        SINGA's MNIST CNN (bench/common.py W2), a `Model` with `use_graph=False`
+
+against (A) the hand-written pure-JAX + optax step in one `jax.jit` and (B) the same JAX
+code without jit (op by op). It also counts JAX traces and compilations during the timed
+steps, which must be 0 for singax: every operator's forward and backward are jitted once
+per configuration. Target: eager CNN step ≤ 2.5× A on CPU.
+
+    python bench/eager.py           # full run, report in bench/results/<machine>-<date>-eager.md
+    python bench/eager.py --quick   # seconds: a smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+from compile import jax_impl, reference_states, singax_impl, summary  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+TARGET_CNN = 2.5
+
+
+# --------------------------------------------------------------------------- the seed's MLP
+def seed_data(rng: np.random.Generator, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Points on both sides of the line y = 5x + 1 (with noise), one-hot labels (n, 2)."""
+    x = rng.uniform(-1, 1, n)
+    y = 5 * x + 1 + 2 * rng.standard_normal(n)
+    data = np.stack([x, y], axis=1).astype(np.float32)
+    label = (5 * x + 1 > y).astype(np.int64)
+    return data, np.eye(2, dtype=np.float32)[label]
+
+
+class SeedMLP:
+    """The seed document's operator-level MLP, one eager training step per call."""
+
+    def __init__(self, data: np.ndarray, target: np.ndarray):
+        from singax import autograd, opt, tensor
+        self.autograd = autograd
+        T = tensor.Tensor
+        self.w0 = T(shape=(2, 3), requires_grad=True, stores_grad=True)
+        self.w0.gaussian(0.0, 0.1)
+        self.b0 = T(shape=(1, 3), requires_grad=True, stores_grad=True)
+        self.b0.set_value(0.0)
+        self.w1 = T(shape=(3, 2), requires_grad=True, stores_grad=True)
+        self.w1.gaussian(0.0, 0.1)
+        self.b1 = T(shape=(1, 2), requires_grad=True, stores_grad=True)
+        self.b1.set_value(0.0)
+        self.inputs = T(data=data)
+        self.target = T(data=target)
+        self.sgd = opt.SGD(0.05)
+        self.params = [self.w0, self.b0, self.w1, self.b1]
+
+    def __call__(self):
+        ag = self.autograd
+        x = ag.relu(ag.add_bias(ag.matmul(self.inputs, self.w0), self.b0))
+        x = ag.add_bias(ag.matmul(x, self.w1), self.b1)
+        loss = ag.softmax_cross_entropy(x, self.target)
+        for p, g in ag.backward(loss):
+            self.sgd.update(p, g)
+        return loss
+
+
+def _seed_loss(p, s, x, t):
+    h = jax.nn.relu(x @ p["w0"] + p["b0"])
+    logits = h @ p["w1"] + p["b1"]
+    t = t / t.sum(axis=1, keepdims=True)      # SINGA normalises dense targets per row
+    return -jnp.mean(jnp.sum(t * jax.nn.log_softmax(logits), axis=1)), s
+
+
+SEED = common.Workload(
+    "seed-MLP", "seed document MLP 2-3-2, 400 points, SGD(0.05)", make_model=None,
+    batch=seed_data, to_jax=lambda m: ({k: common._np(getattr(m, k)) for k in ("w0", "b0", "w1", "b1")}, {}),
+    loss_fn=_seed_loss, tx=lambda: common.sgd_tx(0.05), steps=100, warmup=5)
+
+
+def seed_impls(seed: int) -> list[common.Impl]:
+    from singax import device
+    data, target = seed_data(np.random.default_rng(seed))
+    device.get_default_device().SetRandSeed(seed)
+    t0 = time.perf_counter()
+    mlp = SeedMLP(data, target)
+    init_s = time.perf_counter() - t0
+    eager = common.Impl("singax eager (seed: autograd ops + sgd.update)", mlp,
+                        losses=lambda loss: [float(np.asarray(loss.data).reshape(-1)[0])],
+                        sync=lambda loss: [t.data for t in mlp.params] + [loss.data],
+                        init_s=init_s, key="eager")
+    batch = (data, target)
+    return [jax_impl(SEED, mlp, batch, key="A"),
+            jax_impl(SEED, mlp, batch, jit=False, key="B", name=B_NAME), eager]
+
+
+B_NAME = "B JAX op-by-op (grad without jit)"
+
+
+def cnn_impls(seed: int) -> list[common.Impl]:
+    wl = common.WORKLOADS["W2"]
+    batch = wl.batch(np.random.default_rng(seed))
+    ref_model, ref_states = reference_states(wl, batch[0], seed)
+    return [jax_impl(wl, ref_model, batch, key="A"),
+            jax_impl(wl, ref_model, batch, jit=False, key="B", name=B_NAME),
+            singax_impl(wl, ref_states, batch, "eager")]
+
+
+def check(name: str, res: dict, target: float | None) -> list[str]:
+    a, e = res["A"], res["eager"]
+    lines = []
+    ratio = e.median_s / a.median_s
+    line = f"- singax eager / A (jit): {ratio:.2f}×"
+    if target is not None:
+        line += f" (target ≤ {target}× on CPU): " + ("met" if ratio <= target else "**not met**")
+    lines.append(line)
+    if "B" in res:
+        lines.append(f"- singax eager / B (JAX op-by-op): {e.median_s / res['B'].median_s:.2f}×")
+    lines.append(f"- singax eager traces / compilations during timed steps: "
+                 f"{e.traces_after_warmup} / {e.compiles_after_warmup} (must be 0 / 0)"
+                 + ("" if e.traces_after_warmup == e.compiles_after_warmup == 0 else " **FAIL**"))
+    for k in ("B", "eager"):
+        if k in res:
+            d = abs(res[k].loss1 - a.loss1)
+            lines.append(f"- loss@1 {k} − A: {d:.2e}" + ("" if d <= 1e-4 * max(1.0, abs(a.loss1))
+                                                         else " **disagree**"))
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="seed-MLP,CNN")
+    p.add_argument("--steps", type=int, help="timed steps (default: seed-MLP 100, CNN 30)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="tiny step counts (CI smoke run)")
+    p.add_argument("--precision", default="highest")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="folder for the Markdown report (default bench/results; $OUT/results if set)")
+    p.add_argument("--no-write", action="store_true")
+    p.add_argument("--json", help="also write a JSON summary here")
+    args = p.parse_args(argv)
+
+    common.setup(args.precision)
+    if args.quick:
+        args.steps, args.warmup, args.rounds = args.steps or 4, 2, 2
+    info = common.machine_info()
+    from singax import autograd
+    autograd.training = True
+    lines, out_json = [], {}
+    for name in args.models.split(","):
+        if name == "CNN" and common.singax_missing("W2"):
+            print(f"CNN: skipped ({common.singax_missing('W2')})")
+            continue
+        title = SEED.title if name == "seed-MLP" else common.WORKLOADS["W2"].title
+        print(f"{name}: {title}", flush=True)
+        impls = seed_impls(args.seed) if name == "seed-MLP" else cnn_impls(args.seed)
+        steps = args.steps or (100 if name == "seed-MLP" else 30)
+        results = common.run_impls(impls, args.warmup, steps, args.rounds)
+        res = common.by_key(results)
+        target = TARGET_CNN if name == "CNN" and info["platform"] == "cpu" else None
+        lines += [f"## {name}: {title}", ""] + common.table(common.RESULT_HEADERS, common.result_rows(results))
+        lines += [""] + check(name, res, target) + [""]
+        out_json[name] = summary(results)
+        print("\n".join(common.table(["impl", "median (ms)", "× A", "loss@1", "loss@end", "traces / compiles"],
+                                     [[r[0], r[5], r[9], r[10], r[11], r[15]]
+                                      for r in common.result_rows(results)])))
+        print("\n".join(check(name, res, target)), flush=True)
+
+    config = (f"warm-up {args.warmup} steps, timed steps {args.steps or 'seed-MLP 100, CNN 30'} in "
+              f"{args.rounds} interleaved rounds; seed {args.seed}"
+              + ("; QUICK (smoke run, numbers meaningless)" if args.quick else ""))
+    doc = common.header("singax eager-step benchmark", info, config) + [
+        "Columns: see bench/README.md. traces / compiles = JAX traces and XLA compilations "
+        "while that row's timed steps ran (jax.monitoring events); singax eager must show 0 / 0.", ""] + lines
+    text = "\n".join(doc) + "\n"
+    if not args.no_write:
+        out_dir = args.out or (os.path.join(os.environ["OUT"], "results") if os.environ.get("OUT") else None)
+        path = common.result_path(info, out_dir, "-eager" + ("-quick" if args.quick else ""))
+        with open(path, "w") as f:
+            f.write(text)
+        print(f"wrote {path}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out_json, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
