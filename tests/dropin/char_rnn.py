@@ -1,6 +1,6 @@
 """Character-level language model with `layer.LSTM` (SINGA's char-RNN example style).
 
-    singax run char_rnn.py [TEXT_FILE] [--steps N] [--eager]
+    singax run char_rnn.py [TEXT_FILE] [--steps N] [--seq-length T] [--eager]
 
 Without TEXT_FILE it trains on a small built-in text. The hidden state is carried
 from batch to batch (truncated back-propagation), kept in tensors that the model
@@ -138,6 +138,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="char-RNN with layer.LSTM (drop-in test)")
     parser.add_argument("data", nargs="?", help="a text file (default: built-in text)")
     parser.add_argument("--steps", type=int, default=mnist_data.steps(120))
+    parser.add_argument("--seq-length", type=int, default=16, dest="seq_length")
     parser.add_argument("--eager", action="store_true", help="graph mode off")
     args = parser.parse_args()
     if args.data:
@@ -146,7 +147,8 @@ if __name__ == "__main__":
     else:
         print("no text file given: training on the built-in text")
         text = TEXT
-    losses, accuracy, training = train(text, args.steps, use_graph=not args.eager)
+    losses, accuracy, training = train(text, args.steps, seq_length=args.seq_length,
+                                       use_graph=not args.eager)
     print("loss %.4f -> %.4f, next-char accuracy %.3f" % (losses[0], losses[-1], accuracy))
     assert not training  # model.eval() switched autograd.training off
     assert np.all(np.isfinite(losses)), losses
