@@ -1,0 +1,447 @@
+"""Import (ONNX -> singax): `prepare` turns a model into a `SingaRep` that runs it with
+singax operators; `SONNXModel` wraps that in a trainable `model.Model`.
+
+Initializers become Tensors: float ones consumed as data are trainable parameters
+(`stores_grad`), BatchNormalization's mean/var are buffers updated in training, and
+initializers consumed only as shapes/axes/pads (or of integer type) stay constants.
+Values computed only from constants and shapes (the Shape -> Gather -> Concat ->
+Reshape pattern) are evaluated concretely even inside `Model.compile`'s trace.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict, namedtuple
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from ._common import (IMPORT_OPSETS, TensorProto, helper, import_array, numpy_helper, onnx,
+                      singa_dtype_of_onnx, type_name)
+from ._importers import IMPORTERS, Imported, UnsupportedNode
+from .. import device as _device
+from ..layer import Layer
+from ..model import Model
+from ..tensor import Tensor
+
+try:
+    from onnx.backend.base import Backend, BackendRep
+except ImportError:  # pragma: no cover - very old or stripped onnx
+    Backend, BackendRep = object, object
+
+__all__ = ["OnnxAttributes", "OnnxNode", "SingaBackend", "SingaRep", "SONNXModel", "prepare",
+           "run_node", "get_op", "supported_ops"]
+
+ValueInfo = namedtuple("ValueInfo", ["name", "dtype", "shape"])
+
+
+def supported_ops() -> list[str]:
+    """The ONNX op types `prepare` can import (plus `Constant`, folded at prepare time)."""
+    return sorted(set(IMPORTERS) | {"Constant"})
+
+
+def _attr_value(a) -> Any:
+    v = helper.get_attribute_value(a)
+    if isinstance(v, bytes):
+        return v.decode("utf-8")
+    if isinstance(v, TensorProto):
+        return numpy_helper.to_array(v)
+    if isinstance(v, list) and v and isinstance(v[0], bytes):
+        return [s.decode("utf-8") for s in v]
+    return v
+
+
+class OnnxAttributes(dict):
+    """A node's attributes as a dict of plain Python/numpy values (strings decoded)."""
+
+    @classmethod
+    def from_onnx(cls, attributes) -> "OnnxAttributes":
+        return cls((a.name, _attr_value(a)) for a in attributes)
+
+
+class OnnxNode:
+    """One ONNX node: `name`, `op_type`, `attrs` (OnnxAttributes), `inputs`, `outputs`."""
+
+    def __init__(self, node, name: str | None = None):
+        self.node = node
+        self.name = name or node.name or node.op_type
+        self.op_type = node.op_type
+        self.domain = node.domain
+        self.attrs = OnnxAttributes.from_onnx(node.attribute)
+        self.inputs = list(node.input)
+        self.outputs = list(node.output)
+
+    def getattr(self, key: str, default: Any = None) -> Any:
+        return self.attrs.get(key, default)
+
+    def __repr__(self) -> str:
+        return f"OnnxNode({self.name!r}, {self.op_type})"
+
+
+def get_op(onnx_node, opset_version: int = 11) -> Imported:
+    """The singax callable for one node (`Imported`; its `.operator` is the singax op).
+
+    Raises UnsupportedNode (a ValueError) naming the node, its op type and the supported types.
+    """
+    node = onnx_node if isinstance(onnx_node, OnnxNode) else OnnxNode(onnx_node)
+    if node.domain not in ("", "ai.onnx"):
+        raise UnsupportedNode(f"sonnx: node {node.name!r} (op type {node.op_type}, domain {node.domain!r}): "
+                              "only the default ONNX domain is supported")
+    build = IMPORTERS.get(node.op_type)
+    if build is None:
+        raise UnsupportedNode(f"sonnx: node {node.name!r} has op type {node.op_type}, which singax cannot "
+                              f"import; supported op types: {', '.join(supported_ops())}")
+    return build(node, opset_version)
+
+
+# --------------------------------------------------------------------------- helpers
+def _load(model):
+    if isinstance(model, (bytes, bytearray)):
+        return onnx.load_from_string(bytes(model))
+    if isinstance(model, str):
+        return onnx.load(model)
+    if not isinstance(model, onnx.ModelProto):
+        raise TypeError(f"sonnx.prepare: expected an onnx.ModelProto, bytes or a file path, got "
+                        f"{type(model).__name__}")
+    return model
+
+
+def _opset(model) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return 1
+
+
+def _checked(model):
+    """Check, and bring the opset into 11..18 (version converter) if needed."""
+    try:
+        onnx.checker.check_model(model)
+    except Exception as err:
+        raise ValueError(f"sonnx.prepare: malformed ONNX model: {err}") from None
+    opset = _opset(model)
+    if opset not in IMPORT_OPSETS:
+        target = IMPORT_OPSETS.start if opset < IMPORT_OPSETS.start else IMPORT_OPSETS[-1]
+        try:
+            from onnx import version_converter
+            model = version_converter.convert_version(model, target)
+            onnx.checker.check_model(model)
+        except Exception as err:
+            raise ValueError(f"sonnx.prepare: opset {opset} is not supported (singax imports opsets "
+                             f"{IMPORT_OPSETS.start}-{IMPORT_OPSETS[-1]}) and converting it to opset {target} "
+                             f"failed: {err}") from None
+    return model, _opset(model)
+
+
+def _value_info(vi) -> ValueInfo:
+    t = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type"):
+        raise ValueError(f"sonnx.prepare: graph value {vi.name!r} is not a tensor (sequences and maps "
+                         "are not supported)")
+    dtype = singa_dtype_of_onnx(t.elem_type, f"sonnx.prepare: graph value {vi.name!r}") if t.elem_type else None
+    shape = None
+    if t.HasField("shape"):
+        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+    return ValueInfo(vi.name, dtype, shape)
+
+
+def _resolve_device(device) -> _device.Device:
+    if isinstance(device, _device.Device):
+        return device
+    if device is None or str(device).upper() == "CPU":
+        return _device.get_default_device()
+    if str(device).upper() in ("CUDA", "GPU") or str(device).upper().startswith("CUDA:"):
+        return _device.create_cuda_gpu()
+    raise ValueError(f"sonnx: unknown device {device!r}; use 'CPU', 'CUDA' or a singax Device")
+
+
+def _unique_names(nodes) -> list[str]:
+    used, out = set(), []
+    for i, n in enumerate(nodes):
+        base = n.name or f"{n.op_type}_{i}"
+        name, k = base, 1
+        while name in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        out.append(name)
+    return out
+
+
+def _constant_value(node: OnnxNode) -> np.ndarray:
+    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        if key in node.attrs:
+            v = node.attrs[key]
+            return np.asarray(v, np.float32 if "float" in key else (np.int64 if "int" in key else None))
+    raise UnsupportedNode(f"sonnx: node {node.name!r} (op type Constant): only value, value_float(s) and "
+                          f"value_int(s) are supported, got {sorted(node.attrs)}")
+
+
+# --------------------------------------------------------------------------- prepare
+def prepare(model, device: Any = "CPU", **kwargs) -> "SingaRep":
+    """Turn an ONNX model into a `SingaRep` that runs it with singax operators.
+
+    Args:
+      model: an `onnx.ModelProto`, its serialized bytes, or a file path.
+      device: 'CPU', 'CUDA' or a singax `Device` for the parameters.
+
+    Raises ValueError (nothing is built) for a malformed model, an unsupported opset, and
+    unsupported nodes (all of them listed, each with its name and op type).
+    """
+    model, opset = _checked(_load(model))
+    graph = model.graph
+    dev = _resolve_device(device)
+    inits = {i.name: i for i in graph.initializer}
+    onnx_nodes = list(graph.node)
+    names = _unique_names(onnx_nodes)
+    constants: dict[str, np.ndarray] = {}
+    layers, problems = [], []
+    for n, name in zip(onnx_nodes, names):
+        node = OnnxNode(n, name)
+        try:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                constants[node.outputs[0]] = _constant_value(node)
+                continue
+            layers.append((node, get_op(node, opset)))
+        except UnsupportedNode as err:
+            problems.append(str(err).replace("sonnx: ", "", 1))
+    if problems:
+        unsupported = sorted({p.split("op type ")[1].split(")")[0].split(",")[0] for p in problems if "op type " in p})
+        raise ValueError("sonnx.prepare: cannot import " + "; ".join(problems)
+                         + (f". Supported op types: {', '.join(supported_ops())}" if unsupported else ""))
+    inputs = [_value_info(vi) for vi in graph.input if vi.name not in inits]
+    outputs = [_value_info(vi) for vi in graph.output]
+    states = _make_states(inits, layers, dev, constants)
+    static_nodes = _static_nodes(layers, set(constants))
+    return SingaRep(states, inputs, outputs, layers, dev, constants=constants, static_nodes=static_nodes,
+                    opset=opset)
+
+
+def _make_states(inits: dict, layers: list, dev, constants: dict) -> dict[str, Tensor]:
+    """Tensors for the initializers consumed as data; the rest go into `constants`."""
+    uses: dict[str, list] = {}
+    for node, imp in layers:
+        for pos, name in enumerate(node.inputs):
+            if name in inits:
+                uses.setdefault(name, []).append((node, imp, pos))
+    states: dict[str, Tensor] = {}
+    for name, proto in inits.items():
+        arr = numpy_helper.to_array(proto)
+        used = uses.get(name, [])
+        as_data = [(n, p) for n, imp, p in used if p not in imp.values and p not in imp.maybe]
+        if not as_data or arr.dtype.kind not in "f":
+            constants[name] = arr
+            continue
+        value = import_array(arr, f"sonnx.prepare: initializer {name!r}")
+        buffer = all(n.op_type == "BatchNormalization" and p in (3, 4) for n, p in as_data)
+        states[name] = Tensor(device=dev, data=value, dtype=value.dtype, requires_grad=not buffer,
+                              stores_grad=not buffer, name=name)
+    return states
+
+
+def _static_nodes(layers: list, static: set) -> set[int]:
+    """Indices of nodes computed only from constants and shapes (run concretely)."""
+    out = set()
+    for i, (node, _) in enumerate(layers):
+        if node.op_type == "Shape" or all(n == "" or n in static for n in node.inputs):
+            out.add(i)
+            static.update(n for n in node.outputs if n)
+    return out
+
+
+# --------------------------------------------------------------------------- SingaRep
+class SingaRep(BackendRep):
+    """A prepared ONNX model.
+
+    Attributes: `inputs`/`outputs` (ValueInfo name, dtype, shape), `states` (name ->
+    Tensor: parameters and buffers), `layers` (list of `(OnnxNode, Imported)`), `dev`,
+    `is_graph` (False: `run` returns numpy arrays; True: Tensors), `has_initialized`.
+
+    SINGA: `states` holds numpy copies there; here they are the live Tensors.
+    """
+
+    def __init__(self, states: dict, inputs: list, outputs: list, layers: list, device,
+                 constants: dict | None = None, static_nodes: set | None = None, opset: int = 11):
+        self.states, self.inputs, self.outputs, self.layers = states, inputs, outputs, layers
+        self.dev = device
+        self.constants = constants or {}
+        self.static_nodes = static_nodes or set()
+        self.opset = opset
+        self.is_graph = False
+        self.has_initialized = True
+
+    def get_params(self) -> dict[str, Tensor]:
+        """Trainable parameters (float initializers consumed as data) by name."""
+        return {k: t for k, t in self.states.items() if t.stores_grad}
+
+    def run(self, x, last_layers: int | None = None, aux_output: Sequence[str] = (), **kwargs) -> list:
+        """Run the model on `x` (a list with one array or Tensor per graph input).
+
+        Args:
+          last_layers: run only `layers[:last_layers]` and return the outputs of the last
+            node run (negative counts from the end).
+          aux_output: names of further tensors to append to the result.
+
+        Returns a list of numpy arrays (Tensors when `is_graph` is True).
+        """
+        xs = list(x) if isinstance(x, (list, tuple)) else [x]
+        if len(xs) != len(self.inputs):
+            raise ValueError(f"sonnx: the model takes {len(self.inputs)} input(s) "
+                             f"({', '.join(i.name for i in self.inputs)}), got {len(xs)}")
+        values: dict[str, Tensor] = dict(self.states)
+        static = dict(self.constants)
+        for info, v in zip(self.inputs, xs):
+            values[info.name] = self._input(info, v)
+        self._follow_device(xs)
+        layers = self.layers if last_layers is None else self.layers[:last_layers]
+        if last_layers is not None and not layers:
+            raise ValueError(f"sonnx: last_layers={last_layers} selects no node (the model has {len(self.layers)})")
+        outs: tuple = ()
+        for i, (node, imp) in enumerate(layers):
+            args = [self._arg(node, imp, pos, name, values, static) for pos, name in enumerate(node.inputs)]
+            try:
+                if i in self.static_nodes:
+                    with jax.ensure_compile_time_eval():
+                        outs = imp(*args)
+                else:
+                    outs = imp(*args)
+            except (ValueError, TypeError) as err:
+                shapes = ", ".join("-" if a is None else str(tuple(np.shape(a.data if isinstance(a, Tensor) else a)))
+                                   for a in args)
+                raise ValueError(f"sonnx: node {node.name!r} (op type {node.op_type}) failed on inputs of "
+                                 f"shapes ({shapes}): {err}") from err
+            for name, t in zip(node.outputs, outs):
+                if name:
+                    values[name] = t
+                    if i in self.static_nodes:
+                        static[name] = np.asarray(t.data)
+        if last_layers is None:
+            result = [self._lookup(o.name, values, static) for o in self.outputs]
+        else:
+            result = list(outs)
+        result += [self._lookup(n, values, static) for n in aux_output]
+        if self.is_graph:
+            return result
+        return [np.asarray(t.data) for t in result]
+
+    # --- internals -------------------------------------------------------------
+    def _input(self, info: ValueInfo, v) -> Tensor:
+        arr = v.data if isinstance(v, Tensor) else import_array(v, f"sonnx: input {info.name!r}")
+        shape = tuple(arr.shape)
+        if info.shape is not None and (len(shape) != len(info.shape)
+                                       or any(d is not None and d != s for d, s in zip(info.shape, shape))):
+            want = tuple("?" if d is None else d for d in info.shape)
+            raise ValueError(f"sonnx: input {info.name!r} must have shape {want}, got {shape}")
+        if info.dtype is not None and np.dtype(arr.dtype).kind != info.dtype.kind:
+            raise TypeError(f"sonnx: input {info.name!r} must be {info.dtype} (as the model declares), "
+                            f"got {np.dtype(arr.dtype)}")
+        if isinstance(v, Tensor):
+            return v
+        return Tensor(device=self.dev, data=arr, dtype=arr.dtype)
+
+    def _follow_device(self, xs) -> None:
+        """Move the parameters to the device of Tensor inputs (as SINGA layers do)."""
+        for v in xs:
+            if isinstance(v, Tensor) and v.device is not self.dev and not isinstance(v.data, jax.core.Tracer):
+                for t in self.states.values():
+                    t.to_device(v.device)
+                self.dev = v.device
+                return
+
+    def _arg(self, node, imp, pos, name, values, static):
+        if name == "":
+            return None
+        if pos in imp.values or (pos in imp.maybe and name in static):
+            if name in static:
+                return static[name]
+            t = values[name]
+            if isinstance(t.data, jax.core.Tracer):
+                raise ValueError(f"sonnx: input {pos} ({name!r}) of node {node.name!r} (op type "
+                                 f"{node.op_type}) must be known before the run, but it is computed from "
+                                 "the graph inputs; run this model eagerly (not inside Model.compile)")
+            return np.asarray(t.data)
+        return self._lookup(name, values, static)
+
+    def _lookup(self, name: str, values: dict, static: dict) -> Tensor:
+        t = values.get(name)
+        if t is None:
+            if name not in static:
+                raise ValueError(f"sonnx: no tensor named {name!r} in the model (graph inputs: "
+                                 f"{', '.join(i.name for i in self.inputs)})")
+            arr = import_array(static[name], f"sonnx: constant {name!r}")
+            t = values[name] = Tensor(device=self.dev, data=arr, dtype=arr.dtype, requires_grad=False)
+        return t
+
+
+# --------------------------------------------------------------------------- backend
+class SingaBackend(Backend):
+    """ONNX backend API (`onnx.backend.base.Backend`) over singax."""
+
+    @classmethod
+    def prepare(cls, model, device: str = "CPU", **kwargs) -> SingaRep:
+        return prepare(model, device, **kwargs)
+
+    @classmethod
+    def run_node(cls, node, inputs: Sequence[Any], device: str = "CPU", outputs_info=None,
+                 opset_version: int = 11, **kwargs) -> OrderedDict:
+        return run_node(node, inputs, device, opset_version)
+
+    @classmethod
+    def supports_device(cls, device: str) -> bool:
+        return str(device).upper().split(":")[0] in ("CPU", "CUDA", "GPU")
+
+
+def run_node(node, inputs: Sequence[Any], device: Any = "CPU", opset_version: int = 11) -> OrderedDict:
+    """Run one `NodeProto` on numpy inputs; returns an OrderedDict output name -> Tensor."""
+    imp = get_op(node, opset_version)
+    dev = _resolve_device(device)
+    names = list(imp.node.inputs)
+    args = []
+    for pos, v in enumerate(inputs):
+        if pos < len(names) and names[pos] == "" or v is None:
+            args.append(None)
+        elif pos in imp.values or pos in imp.maybe:
+            args.append(np.asarray(v.data if isinstance(v, Tensor) else v))
+        else:
+            arr = v.data if isinstance(v, Tensor) else import_array(v, f"sonnx.run_node: input {pos}")
+            args.append(v if isinstance(v, Tensor) else Tensor(device=dev, data=arr, dtype=arr.dtype))
+    outs = imp(*args)
+    return OrderedDict((n, t) for n, t in zip(imp.node.outputs, outs) if n)
+
+
+# --------------------------------------------------------------------------- SONNXModel
+class _OnnxStates(Layer):
+    """Registers an imported model's initializers with the Model (params and buffers)."""
+
+    def __init__(self, rep: SingaRep):
+        super().__init__()
+        self.__dict__["_rep"] = rep
+
+    def get_params(self) -> dict:
+        return self._rep.get_params()
+
+    def get_states(self) -> dict:
+        return dict(self._rep.states)
+
+
+class SONNXModel(Model):
+    """An imported ONNX model as a `model.Model`: subclass it, add layers and a
+    `train_one_batch`, and fine-tune with any singax optimizer.
+
+    `forward(*inputs, aux_output=(), last_layers=None)` returns the list of output
+    Tensors (plus the `aux_output` tensors). `self.sg_ir` is the `SingaRep`.
+
+    SINGA: the imported parameters are not registered there (get_params/save_states miss
+    them); here they are, under their initializer names.
+    """
+
+    def __init__(self, onnx_model, device: Any = "CPU"):
+        super().__init__()
+        rep = prepare(onnx_model, device)
+        rep.is_graph = True
+        self.sg_ir = rep
+        self.onnx_states = _OnnxStates(rep)
+
+    def initialize(self, *inputs, **kwargs) -> None:
+        """Nothing to create: the parameters come from the ONNX initializers."""
+
+    def forward(self, *input, aux_output: Sequence[str] = (), **kwargs):
+        return self.sg_ir.run(list(input), aux_output=aux_output, **kwargs)
