@@ -40,7 +40,7 @@ __all__ = [
 
 # Layer bookkeeping kept in __dict__ (never scanned for sublayers).
 _INTERNAL = frozenset(("name", "_initialized", "_parent", "_layers", "_tensors", "_param_attrs",
-                       "_state_attrs", "_contained"))
+                       "_state_attrs", "_contained", "_key"))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -344,11 +344,13 @@ class Layer:
         return f"{type(self).__name__} {name!r}" if name else type(self).__name__
 
     def _adopt(self, key: str, sub: "Layer") -> None:
-        layers = self.__dict__["_layers"]
-        for k in [k for k, v in layers.items() if v is sub and k != key]:
-            del layers[k]   # one name per sublayer: the latest registration wins
-        layers[key] = sub
-        sub.__dict__["_parent"] = self
+        self.__dict__["_layers"][key] = sub
+        d = sub.__dict__
+        owner, old_key = d["_parent"], d.get("_key")
+        if owner is not None and owner.__dict__["_layers"].get(old_key) is sub \
+                and (owner is not self or old_key != key):
+            return   # an alias of a layer reachable elsewhere: it keeps its first name
+        d["_parent"], d["_key"] = self, key
         sub.name = self._prefix() + key
 
     def _own(self, key: str, t: Tensor, param_attr: bool = True) -> None:
@@ -371,7 +373,8 @@ class Layer:
         d = self.__dict__
         prefix = self._prefix()
         for key, sub in list(d["_layers"].items()):
-            sub.name = prefix + key
+            if sub.__dict__["_parent"] is self and sub.__dict__.get("_key") == key:
+                sub.name = prefix + key
         for key, (t, given) in list(d["_tensors"].items()):
             if t.name == given:   # not renamed by the user since
                 t.name = prefix + key
@@ -419,7 +422,10 @@ class Layer:
                 problems.append(f"{key!r} expects shape {t.shape}, got {shape}")
             arrays[key] = arr
         if problems:
-            known = ", ".join(repr(k) for k in targets) or "none yet (run a forward pass first)"
+            names = list(targets)
+            known = ", ".join(repr(k) for k in names[:12]) or "none yet (run a forward pass first)"
+            if len(names) > 12:
+                known += f", ... ({len(names)} in all)"
             raise ValueError(f"{self._label()}.{method}: " + "; ".join(problems)
                              + f". Known names: {known}. Nothing was changed.")
         for key, arr in arrays.items():
