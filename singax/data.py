@@ -120,6 +120,9 @@ def _mnist_raw() -> dict[str, np.ndarray]:
     except ImportError:
         raise DatasetNotFoundError("load_mnist: reading MNIST needs the PyPI package 'zarr', "
                                    "which is not installed; install it with: pip install zarr") from None
+    if int(zarr.__version__.split(".")[0]) < 3:  # the archive is in zarr format 3
+        raise DatasetNotFoundError(f"load_mnist: the MNIST archive needs zarr >= 3 (found {zarr.__version__}); "
+                                   "upgrade it with: pip install -U 'zarr>=3'")
     store = zarr.storage.ZipStore(path, mode="r")
     try:
         group = zarr.open_group(store, mode="r")

@@ -1,10 +1,8 @@
 """singax.data (offline datasets, batching, ImageBatchIter) and singax.utils."""
 import gzip
 import importlib.util
-import io
 import struct
-import time
-import types
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -109,7 +107,7 @@ def test_load_mnist_full():
 
 @needs_pureml
 def test_load_mnist_without_zarr(monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "zarr", None)
+    monkeypatch.setitem(sys.modules, "zarr", None)
     data._mnist_raw.cache_clear()
     try:
         with pytest.raises(data.DatasetNotFoundError, match="'zarr'.*pip install zarr"):
@@ -120,7 +118,7 @@ def test_load_mnist_without_zarr(monkeypatch):
 
 # --- Fashion-MNIST ---------------------------------------------------------------------
 
-def test_load_fashion_mnist_from_folder(tmp_path):
+def test_load_fashion_mnist_from_folder(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     arrays = {"train_images": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
               "train_labels": rng.integers(0, 10, 6).astype(np.uint8),
@@ -134,11 +132,8 @@ def test_load_fashion_mnist_from_folder(tmp_path):
     np.testing.assert_array_equal(ytr, arrays["train_labels"])
     np.testing.assert_array_equal(yte, arrays["test_labels"])
     assert xte.shape == (3, 1, 28, 28) and yte.dtype == np.int32
-    monkeypatch_env = {"SINGAX_FASHION_MNIST": str(tmp_path)}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in monkeypatch_env.items():
-            mp.setenv(k, v)
-        (x2, _), _ = data.load_fashion_mnist(flatten=True)
+    monkeypatch.setenv("SINGAX_FASHION_MNIST", str(tmp_path))
+    (x2, _), _ = data.load_fashion_mnist(flatten=True)
     assert x2.shape == (6, 784)
 
 
@@ -220,18 +215,13 @@ def _image_list(tmp_path, metas):
     return str(tmp_path / "list.txt")
 
 
-def _wait_for(it):
-    x, y = next(it)
-    return x, y
-
-
 def test_image_batch_iter_int_labels(tmp_path):
     listfile = _image_list(tmp_path, ["0", "1", "2", "3", "4"])
     it = data.ImageBatchIter(listfile, 2, lambda p: [np.load(p)], shuffle=False,
                              delimiter=",", image_folder=str(tmp_path), capacity=2)
     it.start()
     try:
-        batches = [_wait_for(it) for _ in range(4)]
+        batches = [next(it) for _ in range(4)]
     finally:
         it.end()
     x, y = batches[0]
