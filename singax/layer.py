@@ -344,6 +344,11 @@ class Layer:
         return f"{type(self).__name__} {name!r}" if name else type(self).__name__
 
     def _adopt(self, key: str, sub: "Layer") -> None:
+        up = self
+        while up is not None:
+            if up is sub:
+                return   # a back-reference to an enclosing layer, not a sublayer
+            up = up.__dict__["_parent"]
         self.__dict__["_layers"][key] = sub
         d = sub.__dict__
         owner, old_key = d["_parent"], d.get("_key")

@@ -135,10 +135,11 @@ def test_user_named_tensors_and_helper_made_layers():
 
     h = Helper()
     h.sub = layer.Layer()
-    h.sub.parent_of_this = h.fc0    # a second reference does not duplicate it
+    h.sub.parent_of_this = h.fc0    # a second reference does not duplicate or rename it
+    h.sub.owner = h                 # a back-reference is not a sublayer (no cycle)
     h(T(rand(2, 3)))
     assert names(h) == sorted(["w", "mine", "ws.0", "fc0.W", "fc0.b", "fc1.W", "fc1.b"])
-    assert h.buf.name == "buf"
+    assert h.buf.name == "buf" and h.fc0.name == "fc0"
 
 
 def test_register_layers_names_and_repeated_calls():
@@ -404,6 +405,16 @@ def test_conv2d_same_padding(mode, size, stride, pads):
     np.testing.assert_allclose(npy(y), ref, rtol=1e-4, atol=1e-4)
 
 
+def test_conv2d_handle_follows_input_shape():
+    conv = layer.Conv2d(3, 3, stride=2, pad_mode="SAME_UPPER")
+    assert conv(T(rand(1, 2, 5, 5))).shape == (1, 3, 3, 3)
+    x = rand(2, 2, 6, 6)                                  # new batch and size: SAME padding recomputed
+    y = conv(T(x))
+    assert conv.handle.batchsize == 2 and conv.odd_padding == (0, 1, 0, 1)
+    np.testing.assert_allclose(npy(y), _np_conv(x, npy(conv.W), npy(conv.b), (2, 2), (0, 1, 0, 1)),
+                               rtol=1e-4, atol=1e-4)
+
+
 def _np_pool(x, k, s, p, is_max):
     N, C, H, W = x.shape
     xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=np.nan)
@@ -429,6 +440,15 @@ def test_pooling_matches_numpy(make, k, s, p, is_max):
     y = make()(T(x))
     ref = _np_pool(x.astype(np.float64), k, s, p, is_max)
     np.testing.assert_allclose(npy(y), ref, rtol=1e-5)
+
+
+def test_pooling_odd_padding_repeats_the_border():
+    x = RNG.permutation(2 * 3 * 5 * 4).reshape(2, 3, 5, 4).astype(np.float32)
+    pool = layer.MaxPool2d(2, 1, padding=(1, 0, 0, 1))
+    assert pool.padding == (0, 0) and pool.odd_padding == (1, 0, 0, 1)
+    ref = _np_pool(np.pad(x, ((0, 0), (0, 0), (1, 0), (0, 1)), mode="edge").astype(np.float64),
+                   (2, 2), (1, 1), (0, 0), True)
+    np.testing.assert_allclose(npy(pool(T(x))), ref)
 
 
 def test_pooling_same_upper_output_shape():
@@ -582,6 +602,12 @@ def test_cudnn_rnn_lstm_shapes():
     hx = T(np.zeros((4, 2, 4), np.float32))
     assert rnn(T(rand(2, 3, 5)), hx, hx).shape == (2, 3, 8)
     assert rnn(T(rand(3, 6, 5))).shape == (3, 6, 8)               # new batch / length
+    masked = layer.CudnnRNN(4, rnn_mode="tanh", use_mask=True)
+    lens = T(np.array([3, 1], np.int32))
+    y = npy(masked(T(rand(2, 3, 5)), seq_lengths=lens))
+    assert y.shape == (2, 3, 4) and not y[1, 1:].any() and y[1, 0].any() and y[0, 2].any()
+    with pytest.raises(ValueError, match="use_mask=True needs seq_lengths"):
+        masked(T(rand(2, 3, 5)))
 
 
 # --------------------------------------------------------------------------- errors
