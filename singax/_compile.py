@@ -111,6 +111,9 @@ class GraphFunction:
         if entry.mesh is not None:
             state_arrays, input_arrays = _place(entry.mesh, state_arrays, input_arrays, inputs)
         new_state, out_arrays = entry.compiled(state_arrays, input_arrays)
+        if entry.mesh is not None:
+            from .dist import process_local
+            out_arrays = [process_local(a) for a in out_arrays]
         for h, a in zip(entry.state, new_state):
             h.__dict__["_data"] = a
         return self._outputs(entry, out_arrays)

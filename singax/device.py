@@ -116,14 +116,14 @@ _devices: dict[tuple[str, int], Device] = {}
 def _get(platform: str, index: int) -> Device:
     key = (platform, index)
     if key not in _devices:
-        jdev = jax.devices(platform)[index]
+        jdev = jax.local_devices(backend=platform)[index]   # this process's devices
         _devices[key] = Device(jdev, -1 if platform == "cpu" else index)
     return _devices[key]
 
 
 def _platform_devices(platform: str) -> list:
     try:
-        return jax.devices(platform)
+        return jax.local_devices(backend=platform)
     except RuntimeError:
         return []
 
@@ -145,7 +145,7 @@ def _accelerator(platform: str, index: int) -> Device:
     what = f"{platform} device {index}"
     if os.environ.get("SINGAX_STRICT_DEVICE") == "1":
         raise ValueError(f"device: no {what} (SINGAX_STRICT_DEVICE=1); available platforms: {', '.join(available)}")
-    best = jax.devices()[0]
+    best = jax.local_devices()[0]
     dev = _get(best.platform, 0)
     if (platform, index) not in _warned:
         _warned.add((platform, index))
@@ -192,8 +192,8 @@ def get_num_opencl_devices() -> int:
 
 
 def get_devices() -> list[Device]:
-    """Every XLA device of the default backend, as singax Devices."""
-    return [_get(d.platform, i) for i, d in enumerate(jax.devices())]
+    """This process's XLA devices of the default backend, as singax Devices."""
+    return [_get(d.platform, i) for i, d in enumerate(jax.local_devices())]
 
 
 def get_num_gpus() -> int:

@@ -74,6 +74,18 @@ def batch_sharded_axis(array: Any, mesh: Mesh, axis: int, what: str = "input") -
     return jax.device_put(array, NamedSharding(mesh, spec))
 
 
+def process_local(array: jax.Array) -> jax.Array:
+    """This process's view of a step output: the whole value if replicated, else the
+    local rows of a batch-sharded one (what each SINGA worker would hold)."""
+    if array.is_fully_addressable:
+        return array
+    if array.sharding.is_fully_replicated:
+        return array.addressable_shards[0].data
+    shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
+    first = shards[0].device
+    return jnp.concatenate([jax.device_put(s.data, first) for s in shards], axis=0)
+
+
 def replicate(array: Any, mesh: Mesh) -> jax.Array:
     sharding = replicated(mesh)
     if isinstance(array, jax.Array) and array.sharding == sharding:
@@ -179,9 +191,7 @@ class DistOpt:
     # --- training steps --------------------------------------------------------
     def backward_and_update(self, loss, threshold: int = 2097152) -> None:
         """Backward, then update every parameter with the global-batch gradient."""
-        from . import autograd
-        for p, g in autograd.backward(loss):
-            self.update(p, g)
+        self.opt.call(loss)
         self.opt.step()
 
     def backward_and_update_half(self, loss, threshold: int = 2097152, clipping: bool = False,
@@ -189,6 +199,7 @@ class DistOpt:
         """As `backward_and_update`, with gradients rounded through float16 (SINGA sends
         them in float16) and optionally clipped to [-clip_Value, clip_Value]."""
         from . import autograd
+        pairs = []
         for p, g in autograd.backward(loss):
             if p.data.dtype != jnp.float32:
                 raise TypeError(f"DistOpt.backward_and_update_half: parameter {p.name} is "
@@ -197,8 +208,8 @@ class DistOpt:
             if clipping:
                 h = jnp.clip(h, -clip_Value, clip_Value)
             g.data = h.astype(jnp.float32)
-            self.update(p, g)
-        self.opt.step()
+            pairs.append((p, g))
+        self._apply(pairs)
 
     def backward_and_partial_update(self, loss, threshold: int = 2097152) -> None:
         """SINGA applies local gradients and averages one slice of the parameters per
@@ -218,6 +229,7 @@ class DistOpt:
         """
         from . import autograd
         from .tensor import Tensor
+        pairs = []
         for p, g in autograd.backward(loss):
             grad = g.data
             if corr:
@@ -233,7 +245,17 @@ class DistOpt:
             if corr:
                 acc.data = grad - sent
             g.data = sent
-            self.update(p, g)
+            pairs.append((p, g))
+        self._apply(pairs)
+
+    def _apply(self, pairs: list) -> None:
+        """Update all pairs at once where the optimizer can (global-norm clipping needs it)."""
+        apply_all = getattr(self.opt, "_apply_all", None)
+        if apply_all is not None:
+            apply_all([(p.name, p, g) for p, g in pairs])
+        else:
+            for p, g in pairs:
+                self.update(p, g)
         self.opt.step()
 
 

@@ -1,0 +1,128 @@
+"""DistOpt on 4 simulated CPU devices (subprocesses) equals single-device training."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(__file__)
+SCRIPT = os.path.join(HERE, "dist", "train.py")
+
+
+def run(*args, devices=4, env=None, timeout=240):
+    e = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu", **(env or {}))
+    out = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, env=e,
+                         timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_distopt_on_four_devices_equals_one_device(kind):
+    single = run(kind, "single", devices=1)
+    dist = run(kind, "dist", devices=4)
+    np.testing.assert_allclose(dist["losses"], single["losses"], rtol=1e-4, atol=1e-5)
+    assert set(dist["states"]) == set(single["states"])
+    for name, value in single["states"].items():
+        # BatchNorm statistics are global (synchronised) in singax, so they match too
+        np.testing.assert_allclose(dist["states"][name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+    assert dist["compiles"] == 1
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_with_jax_distributed_equal_one_process():
+    single = run("mlp", "single", devices=1)
+    port = _free_port()
+    procs = []
+    for pid in range(2):
+        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
+                   SINGAX_COORDINATOR=f"127.0.0.1:{port}", SINGAX_NUM_PROCESSES="2", SINGAX_PROCESS_ID=str(pid))
+        procs.append(subprocess.Popen([sys.executable, SCRIPT, "mlp", "dist2proc"], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail("2-process jax.distributed run timed out")
+        assert p.returncode == 0, err[-3000:]
+        outs.append(out)
+    result = json.loads(outs[0].strip().splitlines()[-1])
+    np.testing.assert_allclose(result["losses"], single["losses"], rtol=1e-4, atol=1e-5)
+
+
+def test_bad_inputs_raise_clear_errors():
+    code = r'''
+import numpy as np, pytest
+from singax import opt, tensor, layer, model
+from singax.dist import DistOpt, clear_mesh
+with pytest.raises(TypeError, match="optimizer"):
+    DistOpt(object())
+with pytest.raises(ValueError, match="world_size"):
+    DistOpt(opt.SGD(0.1), world_size=3)
+from singax.dist import shard_batch, use_mesh
+mesh = use_mesh()
+with pytest.raises(ValueError, match="does not divide"):
+    shard_batch(np.ones((6, 2), np.float32), mesh)
+print("OK")
+'''
+    e = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=120)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def _one_param_problem():
+    from singax import autograd, tensor
+    from singax.tensor import Tensor
+    autograd.training = True
+    w = Tensor(data=np.array([0.5, -2.0, 0.1, 3.0, -0.05, 1.0], np.float32), stores_grad=True, name="w")
+    target = np.zeros(6, np.float32)
+    loss = lambda: autograd.mse_loss(w, Tensor(data=target))  # noqa: E731  grad = 2 w / 6
+    return w, loss
+
+
+def test_sparse_update_sends_top_fraction_and_keeps_the_residual():
+    from singax import opt
+    from singax.dist import DistOpt, clear_mesh
+    try:
+        w, loss = _one_param_problem()
+        w0 = np.array(w.data)
+        d = DistOpt(opt.SGD(lr=1.0))
+        d.backward_and_sparse_update(loss(), spars=2 / 6, topK=True, corr=True)
+        g = 2 * w0 / 6
+        sent = np.where(np.abs(g) >= np.sort(np.abs(g))[-2], g, 0)     # the two largest
+        np.testing.assert_allclose(np.array(w.data), w0 - sent, rtol=1e-6)
+        (acc,) = d.gradAccumulation.values()
+        np.testing.assert_allclose(np.array(acc.data), g - sent, rtol=1e-6)
+        # threshold mode: elements with abs(g + residual) >= spars are sent
+        w1 = np.array(w.data)
+        d.backward_and_sparse_update(loss(), spars=0.2, topK=False, corr=True)
+        g2 = 2 * w1 / 6 + (g - sent)
+        sent2 = np.where(np.abs(g2) >= 0.2, g2, 0)
+        np.testing.assert_allclose(np.array(w.data), w1 - sent2, rtol=1e-5)
+    finally:
+        clear_mesh()
+
+
+def test_half_update_rounds_gradients_through_float16_and_clips():
+    from singax import opt
+    from singax.dist import DistOpt, clear_mesh
+    try:
+        w, loss = _one_param_problem()
+        w0 = np.array(w.data)
+        DistOpt(opt.SGD(lr=1.0)).backward_and_update_half(loss(), clipping=True, clip_Value=0.5)
+        g = np.clip((2 * w0 / 6).astype(np.float16), -0.5, 0.5).astype(np.float32)
+        np.testing.assert_allclose(np.array(w.data), w0 - g, rtol=1e-6)
+    finally:
+        clear_mesh()
