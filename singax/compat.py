@@ -3,8 +3,7 @@
 After `install_as_singa()`, `import singa`, `from singa import tensor`,
 `import singa.autograd as autograd` and `from singa.tensor import Tensor` all give
 singax's own module objects. Besides singax's modules, `singa` gets two small
-stand-ins: `singa.singa_wrap` (the build flags and dtype codes scripts read) and
-`singa.snapshot` (SINGA's deprecated checkpoint files, readable and writable).
+stand-in: `singa.singa_wrap` (the build flags and dtype codes scripts read).
 """
 from __future__ import annotations
 
@@ -13,18 +12,18 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
-import struct
 import sys
 import types
-from typing import Any
 
-import numpy as np
+
+from .snapshot import Snapshot  # noqa: E402,F401  (kept importable from here)
 
 __all__ = ["install_as_singa", "Snapshot", "SUBMODULES"]
 
 ALIAS = "singa"
 # singax modules importable as `singa.<name>`; others (sonnx, ...) resolve lazily on import
-SUBMODULES = ("tensor", "autograd", "layer", "model", "opt", "device", "initializer", "utils", "data")
+SUBMODULES = ("tensor", "autograd", "layer", "model", "opt", "device", "initializer", "utils", "data",
+              "snapshot")
 MSG_OTHER_SINGA = ("install_as_singa: a different module named 'singa' is already imported "
                    "(from {where}); call install_as_singa() (or use `singax run`) before anything "
                    "imports SINGA")
@@ -62,183 +61,6 @@ def _make_singa_wrap() -> types.ModuleType:
     wrap.kFloat32, wrap.kFloat16, wrap.kInt, wrap.kChar, wrap.kDouble, wrap.kUChar = 0, 1, 2, 3, 4, 5
     wrap.NcclIdHolder = NcclIdHolder
     return wrap
-
-
-# --- singa.snapshot ------------------------------------------------------------
-# Record file `<prefix>.bin`: per record b"sg" + has_key byte + b"\0", then a native
-# size_t key length, the key, a size_t value length and the value, a serialized
-# `singa.TensorProto` (shape=1 uint32, data_type=2 enum, stride=3 int32, float_data=4,
-# double_data=5, int_data=6 packed; bytes_data=7).
-
-_PROTO_FIELD = {0: 4, 4: 5, 2: 6}  # SINGA dtype code -> TensorProto data field
-
-
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1  # negative int32 are encoded as 10-byte two's complement
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return result, pos
-
-
-def _encode_tensor(array: np.ndarray, code: int) -> bytes:
-    out = bytearray()
-    for dim in array.shape:
-        out += _varint(1 << 3) + _varint(dim)
-    out += _varint(2 << 3) + _varint(code)
-    stride = 1
-    strides = []
-    for dim in reversed(array.shape):
-        strides.append(stride)
-        stride *= dim
-    for s in reversed(strides):
-        out += _varint(3 << 3) + _varint(s)
-    field = _PROTO_FIELD.get(code)
-    if field is None:  # float16 and others: raw bytes, SINGA writes them the same way
-        payload = np.ascontiguousarray(array).tobytes()
-        out += _varint(7 << 3 | 2) + _varint(len(payload)) + payload
-    elif field == 6:  # int32 as packed varints
-        payload = b"".join(_varint(int(v)) for v in array.reshape(-1))
-        out += _varint(6 << 3 | 2) + _varint(len(payload)) + payload
-    else:
-        payload = np.ascontiguousarray(array, dtype="<f4" if field == 4 else "<f8").tobytes()
-        out += _varint(field << 3 | 2) + _varint(len(payload)) + payload
-    return bytes(out)
-
-
-def _decode_tensor(buf: bytes) -> tuple[np.ndarray, int]:
-    shape, code, values, pos = [], 0, {4: [], 5: [], 6: [], 7: []}, 0
-    while pos < len(buf):
-        key, pos = _read_varint(buf, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _read_varint(buf, pos)
-            if field == 1:
-                shape.append(value)
-            elif field == 2:
-                code = value
-            elif field == 6:
-                values[6].append(value)
-        elif wire == 2:
-            length, pos = _read_varint(buf, pos)
-            chunk, pos = buf[pos:pos + length], pos + length
-            if field in (1, 3, 6):  # packed varints
-                inner, ints = 0, []
-                while inner < len(chunk):
-                    v, inner = _read_varint(chunk, inner)
-                    ints.append(v)
-                if field == 1:
-                    shape += ints
-                elif field == 6:
-                    values[6] += ints
-            elif field in (4, 5):
-                values[field].append(np.frombuffer(chunk, "<f4" if field == 4 else "<f8"))
-            elif field == 7:
-                values[7].append(chunk)
-        elif wire == 5:  # unpacked float
-            values[4].append(np.frombuffer(buf[pos:pos + 4], "<f4"))
-            pos += 4
-        elif wire == 1:  # unpacked double
-            values[5].append(np.frombuffer(buf[pos:pos + 8], "<f8"))
-            pos += 8
-        else:
-            raise ValueError(f"Snapshot: unsupported protobuf wire type {wire} in a TensorProto")
-    from .tensor import to_np_dtype
-    dtype = to_np_dtype(code)
-    if values[4] or values[5]:
-        flat = np.concatenate(values[4] or values[5]).astype(dtype)
-    elif values[6]:
-        flat = np.array([v - (1 << 64) if v >= 1 << 63 else v for v in values[6]], dtype=np.int64).astype(dtype)
-    else:
-        flat = np.frombuffer(b"".join(values[7]), dtype=dtype)
-    return flat.reshape(shape), code
-
-
-class Snapshot:
-    """SINGA's deprecated parameter file: `<f>.bin` records plus a text `<f>.desc`.
-
-    Args:
-      f: path prefix.
-      mode: True to write (truncates `<f>.bin`), False to read.
-      buffer_size: kept for SINGA compatibility (MB); records are written at once.
-    """
-
-    def __init__(self, f: str, mode: bool, buffer_size: int = 10):
-        self.prefix = os.fspath(f)
-        self.mode = bool(mode)
-        self.buffer_size = buffer_size
-        self._names: set = set()
-        if self.mode:
-            with open(self.prefix + ".bin", "wb"), open(self.prefix + ".desc", "w") as desc:
-                from . import __version__
-                desc.write(f"singax {__version__} snapshot (SINGA record format)\n")
-        else:
-            path = self.prefix + ".bin"
-            if not os.path.exists(path) and os.path.exists(self.prefix + ".model"):
-                path = self.prefix + ".model"  # SINGA 1.0 name
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"Snapshot: no {self.prefix}.bin (or .model) to read")
-            self._path = path
-
-    def write(self, param_name: str, param_val: Any) -> None:
-        """Append one named Tensor."""
-        if not self.mode:
-            raise ValueError("Snapshot.write: this snapshot was opened for reading (mode=False)")
-        if param_name in self._names:
-            raise ValueError(f"Snapshot.write: duplicate parameter name {param_name!r}")
-        from .tensor import to_numpy
-        array = to_numpy(param_val)
-        code = param_val.dtype
-        key, value = param_name.encode(), _encode_tensor(array, code)
-        record = (b"sg\x01\x00" + struct.pack("=Q", len(key)) + key
-                  + struct.pack("=Q", len(value)) + value)
-        with open(self.prefix + ".bin", "ab") as f:
-            f.write(record)
-        with open(self.prefix + ".desc", "a") as desc:
-            desc.write(f"{param_name}: dtype {code}, shape {tuple(array.shape)}\n")
-        self._names.add(param_name)
-
-    def read(self) -> dict:
-        """All records as `{name: Tensor}` on the host device."""
-        if self.mode:
-            raise ValueError("Snapshot.read: this snapshot was opened for writing (mode=True)")
-        from .tensor import Tensor
-        with open(self._path, "rb") as f:
-            buf = f.read()
-        out, pos = {}, 0
-        while pos < len(buf):
-            if buf[pos:pos + 2] != b"sg":
-                raise ValueError(f"Snapshot.read: {self._path} is corrupt at byte {pos} (no 'sg' magic)")
-            has_key = buf[pos + 2]
-            pos += 4
-            key = b""
-            if has_key:
-                (n,) = struct.unpack_from("=Q", buf, pos)
-                key, pos = buf[pos + 8:pos + 8 + n], pos + 8 + n
-            (n,) = struct.unpack_from("=Q", buf, pos)
-            value, pos = buf[pos + 8:pos + 8 + n], pos + 8 + n
-            array, code = _decode_tensor(value)
-            out[key.decode()] = Tensor(data=array, dtype=code, requires_grad=False)
-        return out
-
-
-def _make_snapshot() -> types.ModuleType:
-    module = types.ModuleType(f"{ALIAS}.snapshot", "SINGA's deprecated Snapshot files.")
-    module.Snapshot = Snapshot
-    return module
 
 
 # --- the alias -------------------------------------------------------------------
@@ -295,7 +117,7 @@ def install_as_singa() -> types.ModuleType:
     if current is not None:
         raise RuntimeError(MSG_OTHER_SINGA.format(where=getattr(current, "__file__", None) or "unknown"))
     facade = _facade()
-    extras = {"singa_wrap": _make_singa_wrap(), "snapshot": _make_snapshot()}
+    extras = {"singa_wrap": _make_singa_wrap()}
     for name in SUBMODULES:
         module = importlib.import_module(f"singax.{name}")
         setattr(facade, name, module)

@@ -150,11 +150,21 @@ def _accelerator(platform: str, index: int) -> Device:
     if (platform, index) not in _warned:
         _warned.add((platform, index))
         warnings.warn(f"singax: no {what}; running on {best.platform} instead "
-                      f"(set SINGAX_STRICT_DEVICE=1 to make this an error)", stacklevel=3)
+                      f"(set SINGAX_STRICT_DEVICE=1 to make this an error)", stacklevel=_caller_level())
     return dev
 
 
 _warned: set = set()
+
+
+def _caller_level() -> int:
+    """The warnings stacklevel of the first frame outside singax (the user's call)."""
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def create_cuda_gpu() -> Device:
