@@ -66,10 +66,19 @@ def _git_commit() -> str:
         return "n/a"
 
 
+def first_jit_s() -> float:
+    """Seconds for the first `jax.jit` call of the process (backend start-up), so later rows don't pay it."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(jax.jit(lambda x: x + 1)(np.float32(1)))
+    return time.perf_counter() - t0
+
+
 def machine_info() -> dict:
-    """CPU, cores, device and library versions of this process."""
+    """CPU, cores, device and library versions of this process (also starts the backend)."""
+    first = first_jit_s()
     dev = jax.devices()[0]
     return {
+        "first_jit_s": first,
         "cpu": _cpu_model(),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "device": f"{dev.platform}:{dev.id} ({dev.device_kind})",
@@ -103,7 +112,7 @@ def header(title: str, info: dict, config: str) -> list[str]:
         f"- matmul precision `{info['precision']}`" + (f"; XLA_FLAGS `{info['xla_flags']}`"
                                                        if info["xla_flags"] else ""),
         f"- date {info['date']}; load average start {_fmt_load(info['load_start'])}, "
-        f"end {_fmt_load(load_end)}",
+        f"end {_fmt_load(load_end)}; first jax.jit in process {info['first_jit_s']:.2f} s",
         f"- config: {config}",
     ]
     return lines + [""]
@@ -353,7 +362,7 @@ def fmt_mib(n: int | None) -> str:
     return "n/a" if n is None else f"{n / MiB:.1f}"
 
 
-RESULT_HEADERS = ["impl", "init (s)", "step 1 (s)", "step 2 (s)", "est. compile (s)", "median (ms)",
+RESULT_HEADERS = ["impl", "step 1 (s)", "step 2 (s)", "est. compile (s)", "median (ms)",
                   "min (ms)", "max (ms)", "n", "× A (median)", "loss@1", "loss@end", "steps run",
                   "peak mem (MiB)", "XLA program (MiB)", "traces / compiles in timed steps",
                   "other load (cores)"]
@@ -367,13 +376,19 @@ def result_rows(results: Sequence[Result], baseline: str = "A") -> list[list[str
         times = r.step_times
         ratio = r.median_s / base.median_s if base is not None else None
         rows.append([
-            r.name, fmt(r.init_s, 2), fmt(r.step1_s), fmt(r.step2_s), fmt(r.compile_s, 2),
+            r.name, fmt(r.step1_s), fmt(r.step2_s), fmt(r.compile_s, 2),
             fmt(r.median_s * 1e3, 2), fmt(min(times) * 1e3, 2), fmt(max(times) * 1e3, 2), len(times),
             fmt(ratio, 2), f"{r.loss1:.5f}", f"{r.loss_end:.5f}", r.steps_run,
             fmt_mib(r.peak_bytes), fmt_mib(r.program_bytes),
             f"{r.traces_after_warmup} / {r.compiles_after_warmup}", fmt(r.load.cores(), 2),
         ])
     return rows
+
+
+def short_table(results: Sequence[Result], columns: Sequence[str]) -> list[str]:
+    """A table of some of `RESULT_HEADERS`' columns (for the console)."""
+    idx = [RESULT_HEADERS.index(c) for c in columns]
+    return table(["impl"] + list(columns), [[row[0]] + [row[i] for i in idx] for row in result_rows(results)])
 
 
 def by_key(results: Sequence[Result]) -> dict[str, Result]:
@@ -478,7 +493,7 @@ class JaxRunner:
     def __init__(self, step: Callable, params, state, tx, batch: Sequence[Any]):
         self.step, self.params, self.state = step, params, state
         self.opt_state = tx.init(params)
-        self.batch = [jnp.asarray(b) for b in batch]
+        self.batch = [jax.device_put(b, jax.devices()[0]) for b in batch]
 
     def __call__(self):
         self.params, self.state, self.opt_state, loss = self.step(

@@ -54,7 +54,7 @@ def jax_impl(wl: common.Workload, ref_model, batch, jit: bool = True, key: str =
     """The pure-JAX twin: same parameters (fresh buffers), same data."""
     t0 = time.perf_counter()
     params, state = wl.to_jax(ref_model)
-    params, state = jax.tree.map(jnp.asarray, (params, state))
+    params, state = jax.device_put((params, state), jax.devices()[0])   # committed, as singax's
     step = common.jax_step(wl.loss_fn, wl.tx())
     compiled = jax.jit(step, donate_argnums=(0, 1, 2)) if jit else step
     runner = common.JaxRunner(compiled, params, state, wl.tx(), batch)
@@ -76,7 +76,7 @@ def singax_model(wl: common.Workload, ref_states: dict, x_np: np.ndarray, use_gr
         raise RuntimeError(f"{wl.key}: state names differ between two builds of the model: "
                            f"{sorted(set(states) ^ set(ref_states))}")
     for name, t in states.items():
-        t.data = jnp.asarray(ref_states[name])   # a new buffer: graph mode donates its state
+        t.copy_from_numpy(ref_states[name])   # a new committed buffer: graph mode donates its state
     return model, list(states.values())
 
 
@@ -144,7 +144,7 @@ def check_targets(key: str, res: dict) -> list[str]:
 
 
 def summary(results: list[common.Result]) -> dict:
-    return {r.key: {"name": r.name, "median_ms": r.median_s * 1e3, "min_ms": min(r.step_times) * 1e3,
+    return {r.key: {"name": r.name, "init_s": r.init_s, "median_ms": r.median_s * 1e3, "min_ms": min(r.step_times) * 1e3,
                     "step1_s": r.step1_s, "compile_s": r.compile_s, "loss1": r.loss1,
                     "loss_end": r.loss_end, "steps_run": r.steps_run, "peak_bytes": r.peak_bytes,
                     "program_bytes": r.program_bytes, "traces": r.traces_after_warmup,
@@ -176,7 +176,9 @@ def main(argv=None) -> int:
     lines, out_json = [], {}
     for key in args.workloads.split(","):
         wl = common.WORKLOADS[key]
-        steps, warmup = args.steps or wl.steps, args.warmup or wl.warmup
+        # ResNet-18 takes over a second a step on a 2-core CPU; elsewhere it gets the usual 30
+        default_steps = wl.steps if (key != "W3" or info["platform"] == "cpu") else 30
+        steps, warmup = args.steps or default_steps, args.warmup or wl.warmup
         use_k = "kstep" in impls_wanted and key in args.kstep_workloads.split(",")
         if use_k:  # same number of steps in every implementation, so loss@end compares
             warmup = max(warmup, 2 * args.k)
@@ -193,7 +195,9 @@ def main(argv=None) -> int:
                 continue
             impls.append(_a_without_singax(wl, batch, args.seed))
         else:
+            t0 = time.perf_counter()
             ref_model, ref_states = reference_states(wl, batch[0], args.seed)
+            ref_s = time.perf_counter() - t0
             if "A" in impls_wanted:
                 impls.append(jax_impl(wl, ref_model, batch))
             for mode in ("graph", "eager", "kstep"):
@@ -205,14 +209,17 @@ def main(argv=None) -> int:
         if missing:
             lines += [f"{missing}; only the pure-JAX row ran (initial parameters from its own init).", ""]
         lines += common.table(common.RESULT_HEADERS, common.result_rows(results))
-        lines += [""] + check_targets(key, res) + [""]
+        lines += [""] + check_targets(key, res)
+        if not missing:
+            lines.append(f"- the first singax model's build + `Model.compile` (placeholder forward, eager, "
+                         f"compiles each operator once; later models reuse them): {ref_s:.2f} s")
+        lines.append("")
         out_json[key] = summary(results)
-        print("\n".join(common.table(["impl", "median (ms)", "× A", "loss@1", "loss@end"],
-                                     [[r[0], r[5], r[9], r[10], r[11]] for r in common.result_rows(results)])))
+        print("\n".join(common.short_table(results, ["median (ms)", "× A (median)", "loss@1", "loss@end"])))
         print("\n".join(check_targets(key, res)), flush=True)
 
     config = (f"warm-up {args.warmup or 'per workload'} steps, timed steps {args.steps or 'per workload'} "
-              f"(W1 100, W3 12, else 30) in {args.rounds} interleaved rounds; K={args.k}; seed {args.seed}"
+              f"(W1 100, W3 12 on CPU, else 30) in {args.rounds} interleaved rounds; K={args.k}; seed {args.seed}"
               + ("; QUICK (smoke run, numbers meaningless)" if args.quick else ""))
     doc = common.header("singax Model.compile benchmark", info, config) + [
         "Columns: see bench/README.md. × A is the median step time over the pure-JAX jit step's; "

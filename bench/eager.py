@@ -171,9 +171,8 @@ def main(argv=None) -> int:
         lines += [f"## {name}: {title}", ""] + common.table(common.RESULT_HEADERS, common.result_rows(results))
         lines += [""] + check(name, res, target) + [""]
         out_json[name] = summary(results)
-        print("\n".join(common.table(["impl", "median (ms)", "× A", "loss@1", "loss@end", "traces / compiles"],
-                                     [[r[0], r[5], r[9], r[10], r[11], r[15]]
-                                      for r in common.result_rows(results)])))
+        print("\n".join(common.short_table(results, ["median (ms)", "× A (median)", "loss@1", "loss@end",
+                                                     "traces / compiles in timed steps"])))
         print("\n".join(check(name, res, target)), flush=True)
 
     config = (f"warm-up {args.warmup} steps, timed steps {args.steps or 'seed-MLP 100, CNN 30'} in "
