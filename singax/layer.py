@@ -917,7 +917,8 @@ class LSTM(RNN_Base):
     def forward(self, xs: Sequence[Tensor], h0_c0: Sequence[Tensor]):
         h, c = _pair_states(self, h0_c0)
         xs = self._check_steps(xs, (h, c))
-        self.device_check(xs[0], *self.get_params().values())
+        d = self.__dict__
+        self.device_check(xs[0], *(d[f"{kind}_{g}"] for kind in ("Wx", "Wh", "Bx", "Bh") for g in _GATES))
         out = []
         for x in xs:
             h, c = self.step_forward(x, h, c)
