@@ -315,14 +315,16 @@ def run_impls(impls: Sequence[Impl], warmup: int, steps: int, rounds: int,
             except Exception:  # noqa: BLE001  (memory analysis is best effort)
                 prog = None
         state.append(dict(t1=t1, t2=t2, first=first, out=out, peak=peak, kind=kind, prog=prog,
-                          calls=[], load=OtherLoad(), counts=None,
+                          calls=[], load=OtherLoad(),
                           done=k * max(2, -(-warmup // k))))
         log(f"  {impl.name}: step 1 {t1:.3f} s, step 2 {t2:.3f} s")
-    per_round = max(1, round(steps / rounds))
     traces0 = {}
     for r in range(rounds):
         for impl, st in zip(impls, state):
-            calls = max(1, round(per_round / impl.steps_per_call))
+            total = max(1, steps // impl.steps_per_call)   # timed calls over all rounds
+            calls = total * (r + 1) // rounds - total * r // rounds
+            if calls == 0:
+                continue
             before = CompileCounter.snapshot()
             with st["load"]:
                 for _ in range(calls):
