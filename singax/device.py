@@ -103,6 +103,12 @@ class Device:
     def __repr__(self) -> str:
         return f"Device(id={self._id}, {self.jax_device})"
 
+    def __deepcopy__(self, memo) -> "Device":
+        return self   # devices are shared by reference, as in SINGA
+
+    def __copy__(self) -> "Device":
+        return self
+
 
 @jax.jit
 def _split(raw):
