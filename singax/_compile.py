@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._handle import Handle, StateLog, next_serial
+from ._handle import PRETRACE, Handle, StateLog, next_serial
 from .tensor import Tensor
 
 log = logging.getLogger("singax.compile")
@@ -130,6 +130,7 @@ class GraphFunction:
         def step(state_arrays, input_arrays):
             self.trace_count += 1
             saved = [(h, h.__dict__["_data"]) for h in state + inputs]
+            PRETRACE.update((id(h), a) for h, a in saved)
             for h, a in zip(state, state_arrays):
                 h.__dict__["_data"] = a
             for x, a in zip(inputs, input_arrays):
@@ -154,6 +155,7 @@ class GraphFunction:
                 state_log.restore()
                 for h, a in saved:
                     h.__dict__["_data"] = a
+                    PRETRACE.pop(id(h), None)
             return new_state, out_arrays
         return step
 

@@ -57,6 +57,22 @@ def _is_tracer(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
+# id(handle) -> its value before the running compiled-step trace replaced it with a tracer
+PRETRACE: dict[int, Any] = {}
+
+
+def concrete(handle: "Handle"):
+    """The handle's concrete array, also while a compiled step is being traced (state
+    made from a parameter's value, e.g. float32 master weights, needs it)."""
+    data = handle.__dict__["_data"]
+    if not _is_tracer(data):
+        return data
+    if id(handle) in PRETRACE:
+        return PRETRACE[id(handle)]
+    raise RuntimeError("singax: a value needed to create new state is only known inside the "
+                       "compiled step; run one eager step (or Model.compile) first")
+
+
 def next_serial() -> int:
     return next(_serial)
 

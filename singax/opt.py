@@ -26,7 +26,11 @@ import optax
 
 from . import device as _device
 from . import tensor
+from ._handle import concrete
+from ._mixed import DynamicLossScale, all_finite, keep_if
 from .tensor import Tensor
+
+_LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
 __all__ = ["DecayScheduler", "Constant", "ExponentialDecay", "Optimizer", "SGD", "RMSProp",
            "AdaGrad", "Adam", "Optax"]
@@ -183,6 +187,8 @@ class Optimizer:
         self._hypers: list[tuple[DecayScheduler, Tensor]] = []
         self._entries: dict[int, _Entry] = {}
         self._pending: dict[tuple[str, str], Any] = {}   # set_states values for slots not created yet
+        self.master: dict[str, Tensor] = {}   # float32 copies of float16/bfloat16 parameters
+        self.loss_scaler: DynamicLossScale | None = None
         self.lr_value = self._hyper_tensor(self.lr)
 
     # --- SINGA interface ---------------------------------------------------
@@ -192,12 +198,52 @@ class Optimizer:
         self.step()
 
     def call(self, loss: Tensor) -> None:
-        """Backward from `loss` and `apply` each (param, grad) pair as it is produced."""
+        """Backward from `loss` and `apply` each (param, grad) pair as it is produced.
+
+        With float16 (the optimizer's `dtype` or the loss's), gradients go through
+        dynamic loss scaling and a non-finite step is skipped (see `singax._mixed`).
+        """
         from . import autograd
+        if self.dtype == tensor.float16 or loss.data.dtype == jnp.float16:
+            return self._scaled_call(loss)
         for p, g in autograd.backward(loss):
             if p.name is None:
                 p.name = str(id(p))
             self.apply(p.name, p, g)
+
+    def _scaled_call(self, loss: Tensor) -> None:
+        from . import autograd
+        if self.loss_scaler is None:
+            self.loss_scaler = DynamicLossScale(self.step_counter.device)
+        scale = self.loss_scaler.scale.data
+        dy = Tensor(device=loss.device, data=jnp.broadcast_to(scale, loss.shape).astype(loss.data.dtype),
+                    requires_grad=False)
+        pairs = list(autograd.backward(loss, dy))
+        grads = [g.data.astype(jnp.float32) / scale[0] for _, g in pairs]
+        finite = all_finite(grads)
+        for (p, g), g32 in zip(pairs, grads):
+            if p.name is None:
+                p.name = str(id(p))
+            g.data = jnp.where(finite, g32, 0)
+            self._apply_if(finite, p, g)
+        self.loss_scaler.update(finite)
+
+    def _apply_if(self, finite, param: Tensor, grad: Tensor) -> None:
+        """`apply`, then undo it (parameter and slots) unless `finite`."""
+        entry = self._entries.get(id(param))
+        old_slots = [t.data for t in entry.tensors] if entry is not None and entry.ref() is param else None
+        old_p = param.data
+        self.apply(param.name, param, grad)
+        param.data = keep_if(finite, param.data, old_p)
+        entry = self._entries.get(id(param))
+        if entry is None:
+            return
+        for i, (key, t) in enumerate(zip(entry.keys, entry.tensors)):
+            if old_slots is not None:
+                old = old_slots[i]
+            else:   # created by this apply: zeros, or the master copy of the old parameter
+                old = old_p.astype(t.data.dtype) if key == "master" else jnp.zeros_like(t.data)
+            t.data = keep_if(finite, t.data, old)
 
     def step(self) -> None:
         """Advance the step counter and recompute the scheduled hyper-parameter values."""
@@ -225,7 +271,11 @@ class Optimizer:
         recomputed from the counter by `set_states`.
         """
         counter = tensor.to_numpy(self.step_counter)
-        return {"step_counter": float(counter.reshape(-1)[0])}
+        states = {"step_counter": float(counter.reshape(-1)[0])}
+        if self.loss_scaler is not None:
+            states["loss_scale"] = self.loss_scaler.scale
+            states["loss_scale_good_steps"] = self.loss_scaler.good_steps
+        return states
 
     def set_states(self, states: dict) -> None:
         """Restore `get_states()` output (values are copied into this optimizer's Tensors)."""
@@ -235,6 +285,13 @@ class Optimizer:
         count = float(np.asarray(_as_array(states["step_counter"])).reshape(-1)[0])
         self.step_counter.data = self._put(jnp.full((1,), count, jnp.float32))
         self._refresh(force=True)
+        if "loss_scale" in states:
+            if self.loss_scaler is None:
+                self.loss_scaler = DynamicLossScale(self.step_counter.device)
+            sc = self.loss_scaler
+            sc.scale.data = self._put(jnp.asarray(_as_array(states["loss_scale"]), jnp.float32).reshape(1))
+            sc.good_steps.data = self._put(jnp.asarray(_as_array(states.get("loss_scale_good_steps", 0)),
+                                                       jnp.int32).reshape(1))
 
     def device_check(self, *tensors: Tensor) -> None:
         """Move every tensor to the device of the first one."""
@@ -404,24 +461,33 @@ class _Builtin(Optimizer):
         key, build, hypers, slot_names = self._cfg
         cdt = _compute_dtype(param_value.data.dtype)
         shape = param_value.shape
-        slots = self._slots(param_name, param_value, slot_names,
-                            lambda: [jnp.zeros(shape, cdt) for _ in slot_names])
-        new_p, new_slots = _compiled(key, build)(param_value.data, param_grad.data,
+        low = param_value.data.dtype in _LOW_PRECISION
+        # float16/bfloat16 parameters keep a float32 master copy that the update works on
+        keys = tuple(slot_names) + (("master",) if low else ())
+        slots = self._slots(param_name, param_value, keys,
+                            lambda: [jnp.zeros(shape, cdt) for _ in slot_names]
+                            + ([jnp.asarray(concrete(param_value), cdt)] if low else []))
+        master = slots[-1] if low else None
+        slots = slots[:-1] if low else slots
+        new_p, new_slots = _compiled(key, build)(master.data if low else param_value.data, param_grad.data,
                                                  tuple(s.data for s in slots),
                                                  tuple(t.data for t in hypers))
+        if low:
+            master.data = new_p
+            new_p = new_p.astype(param_value.data.dtype)
         param_value.data = new_p
         for s, a in zip(slots, new_slots):
             s.data = a
 
     def get_states(self) -> dict:
         states = super().get_states()
-        for attr in self._slot_attrs:
+        for attr in self._slot_attrs + (("master",) if self.master else ()):
             states[attr] = dict(getattr(self, attr))
         return states
 
     def set_states(self, states: dict) -> None:
         super().set_states(states)
-        for attr in self._slot_attrs:
+        for attr in self._slot_attrs + ("master",):
             for uname, value in states.get(attr, {}).items():
                 self._assign(uname, attr, value)
 
