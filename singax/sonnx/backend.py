@@ -9,6 +9,7 @@ Reshape pattern) are evaluated concretely even inside `Model.compile`'s trace.
 """
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict, namedtuple
 from typing import Any, Sequence
 
@@ -95,10 +96,15 @@ def get_op(onnx_node, opset_version: int = 11) -> Imported:
 
 # --------------------------------------------------------------------------- helpers
 def _load(model):
-    if isinstance(model, (bytes, bytearray)):
-        return onnx.load_from_string(bytes(model))
-    if isinstance(model, str):
-        return onnx.load(model)
+    if isinstance(model, (bytes, bytearray, str)):
+        try:
+            if isinstance(model, str):
+                return onnx.load(model)
+            return onnx.load_from_string(bytes(model))
+        except OSError:
+            raise
+        except Exception as err:   # protobuf's DecodeError and friends
+            raise ValueError(f"sonnx.prepare: malformed ONNX model (cannot parse it: {err})") from None
     if not isinstance(model, onnx.ModelProto):
         raise TypeError(f"sonnx.prepare: expected an onnx.ModelProto, bytes or a file path, got "
                         f"{type(model).__name__}")
@@ -296,12 +302,11 @@ class SingaRep(BackendRep):
             raise ValueError(f"sonnx: last_layers={last_layers} selects no node (the model has {len(self.layers)})")
         outs: tuple = ()
         for i, (node, imp) in enumerate(layers):
-            args = [self._arg(node, imp, pos, name, values, static) for pos, name in enumerate(node.inputs)]
+            args: list = []
             try:
-                if i in self.static_nodes:
-                    with jax.ensure_compile_time_eval():
-                        outs = imp(*args)
-                else:
+                # constant-only nodes run concretely, even while Model.compile traces the step
+                with jax.ensure_compile_time_eval() if i in self.static_nodes else contextlib.nullcontext():
+                    args = [self._arg(node, imp, pos, name, values, static) for pos, name in enumerate(node.inputs)]
                     outs = imp(*args)
             except (ValueError, TypeError) as err:
                 shapes = ", ".join("-" if a is None else str(tuple(np.shape(a.data if isinstance(a, Tensor) else a)))

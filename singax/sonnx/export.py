@@ -443,9 +443,12 @@ def _constant_of_shape(e: _Emit) -> None:
 def _onehot(e: _Emit) -> None:
     op = e.op
     depth = int(_scalar(op.depth))
-    # singax wraps every index mod depth (ONNX only wraps negatives): truncate, then Mod
-    idx = e.cast(e.ins[0], np.int64, e.dtype())
-    idx = e.node("Mod", [idx, e.const("depth_mod", depth, np.int64)])[0]
+    # singax truncates, then wraps every index mod depth (ONNX wraps only negatives):
+    # floor-mod in float, so the graph needs no Mod (which singax does not import)
+    f = e.node("Cast", [e.cast(e.ins[0], np.int64, e.dtype())], to=TensorProto.FLOAT)[0]
+    d = e.const("depth_f", float(depth), np.float32)
+    q = e.node("Floor", e.node("Div", [f, d]))[0]
+    idx = e.node("Cast", e.node("Sub", [f, e.node("Mul", [q, d])[0]]), to=TensorProto.INT64)[0]
     values = e.const("values", [float(v) for v in op.values], np.float32)
     e.node("OneHot", [idx, e.const("depth", [depth], np.int64), values], e.outs, axis=int(op.axis))
 
