@@ -63,6 +63,29 @@ def _traced(model: "Model", fn, *args, **kwargs):
         model._in_trace = False
 
 
+def _abstract_forward(model: "Model", inputs: Sequence[Tensor]) -> None:
+    """Run `forward` on placeholders without executing it: shapes flow through
+    `jax.eval_shape` (no XLA compiles), while layers create their parameters for real
+    (their `initialize` runs under `jax.ensure_compile_time_eval`)."""
+    import jax
+    from ._handle import StateLog, next_serial
+    saved = [t.__dict__["_data"] for t in inputs]
+
+    def run(arrays):
+        for t, a in zip(inputs, arrays):
+            t.__dict__["_data"] = a
+        model.forward(*inputs)
+
+    log = StateLog(next_serial())
+    try:
+        with log:
+            jax.eval_shape(run, saved)
+    finally:
+        log.restore()   # nothing that existed before may keep a tracer
+        for t, a in zip(inputs, saved):
+            t.__dict__["_data"] = a
+
+
 class Model(Layer):
     """Base class of user models (SINGA's `model.Model`).
 
@@ -108,7 +131,7 @@ class Model(Layer):
                              f"(got {type(inputs).__name__})")
         autograd.training = False
         try:
-            self.forward(*inputs)
+            _abstract_forward(self, inputs)
         finally:
             autograd.training = is_train
         self.training = is_train

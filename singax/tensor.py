@@ -306,7 +306,7 @@ class Tensor(Handle):
         if not inplace:
             raise NotImplementedError("Tensor.gaussian: only inplace=True is supported (as in SINGA)")
         mean, std = _fill_value(mean, "Tensor.gaussian"), _fill_value(std, "Tensor.gaussian")
-        self.data = _normal(self.device.next_key(), mean, std, self.shape, self._np_dtype())
+        self.data = _normal(self.device.next_key(), mean, std, self.shape, self._np_dtype(), self.device)
         return self
 
     def uniform(self, low: float, high: float, inplace: bool = True) -> "Tensor":
@@ -314,7 +314,7 @@ class Tensor(Handle):
         if not inplace:
             raise NotImplementedError("Tensor.uniform: only inplace=True is supported (as in SINGA)")
         low, high = _fill_value(low, "Tensor.uniform"), _fill_value(high, "Tensor.uniform")
-        self.data = _uniform(self.device.next_key(), low, high, self.shape, self._np_dtype())
+        self.data = _uniform(self.device.next_key(), low, high, self.shape, self._np_dtype(), self.device)
         return self
 
     def bernoulli(self, p: float, inplace: bool = True) -> "Tensor":
@@ -322,7 +322,7 @@ class Tensor(Handle):
         if not inplace:
             raise NotImplementedError("Tensor.bernoulli: only inplace=True is supported (as in SINGA)")
         p = _fill_value(p, "Tensor.bernoulli")
-        self.data = _bernoulli(self.device.next_key(), p, self.shape, self._np_dtype())
+        self.data = _bernoulli(self.device.next_key(), p, self.shape, self._np_dtype(), self.device)
         return self
 
     # --- copies ------------------------------------------------------------
@@ -609,19 +609,52 @@ def _fill_value(x: Any, where: str):
         raise TypeError(f"{where}: expected a number, got {type(x).__name__}") from None
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
-def _normal(key, mean, std, shape, dtype):
-    return (mean + std * jax.random.normal(key, shape, _float_of(dtype))).astype(dtype)
+# Random fills draw a flat sample whose length is the next power of two and keep the
+# first `size` values: a handful of compiled samplers serve every shape (parameter
+# initialisation would otherwise compile once per shape). Concrete fills finish on the
+# host (no further compiles); traced fills (inside Model.compile) finish with jnp. Both
+# give the same numbers.
+def _bucket(size: int) -> int:
+    return 1 << max(0, size - 1).bit_length()
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
-def _uniform(key, low, high, shape, dtype):
-    return jax.random.uniform(key, shape, _float_of(dtype), low, high).astype(dtype)
+@functools.partial(jax.jit, static_argnames=("n", "kind", "dtype"))
+def _flat_sample(key, n, kind, dtype):
+    if kind == "normal":
+        return jax.random.normal(key, (n,), dtype)
+    return jax.random.uniform(key, (n,), dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
-def _bernoulli(key, p, shape, dtype):
-    return jax.random.bernoulli(key, p, shape).astype(dtype)
+def _sample(key, kind: str, shape, dtype, finish, *params):
+    size = int(np.prod(shape, dtype=np.int64))
+    flat = _flat_sample(key, _bucket(size), kind, np.dtype(_float_of(dtype)))
+    concrete = not any(isinstance(v, jax.core.Tracer) for v in (flat, *params))
+    z = np.asarray(flat)[:size].reshape(shape) if concrete else flat[:size].reshape(shape)
+    return finish(np if concrete else jnp, z), concrete
+
+
+def _normal(key, mean, std, shape, dtype, device=None):
+    def finish(xp, z):
+        ft = z.dtype
+        return (xp.asarray(mean, ft) + xp.asarray(std, ft) * z).astype(dtype)
+    out, concrete = _sample(key, "normal", shape, dtype, finish, mean, std)
+    return _on(out, device) if concrete and device is not None else out
+
+
+def _uniform(key, low, high, shape, dtype, device=None):
+    def finish(xp, z):
+        ft = z.dtype
+        lo, hi = xp.asarray(low, ft), xp.asarray(high, ft)
+        return (lo + (hi - lo) * z).astype(dtype)
+    out, concrete = _sample(key, "uniform", shape, dtype, finish, low, high)
+    return _on(out, device) if concrete and device is not None else out
+
+
+def _bernoulli(key, p, shape, dtype, device=None):
+    def finish(xp, z):
+        return (z < xp.asarray(p, z.dtype)).astype(dtype)
+    out, concrete = _sample(key, "uniform", shape, dtype, finish, p)
+    return _on(out, device) if concrete and device is not None else out
 
 
 def _matrix_vector(m: Tensor, v: Any, column: bool, where: str):
