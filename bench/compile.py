@@ -46,7 +46,13 @@ def reference_states(wl: common.Workload, x_np: np.ndarray, seed: int):
     device.get_default_device().SetRandSeed(seed)
     model = wl.make_model()
     model.compile([tensor.from_numpy(x_np)], is_train=True, use_graph=False)
-    return model, {name: np.array(t.data) for name, t in model.get_states().items()}
+    states = {name: np.array(t.data) for name, t in model.get_states().items()}
+    # a weight matrix of zeros means initialisation did not happen: the run would be meaningless
+    zero = [name for name, v in states.items() if v.ndim >= 2 and not np.any(v)]
+    if zero:
+        raise RuntimeError(f"{wl.key}: after Model.compile these weights are all zeros (parameters "
+                           f"were not initialised): {', '.join(zero)}")
+    return model, states
 
 
 def jax_impl(wl: common.Workload, ref_model, batch, jit: bool = True, key: str = "A",
