@@ -200,3 +200,43 @@ def test_char_rnn_text_file_and_streams(tmp_path):
     with pytest.raises(ValueError, match="too few"):
         char_rnn.Streams(ids[:5], batch_size=2, seq_length=3)
     assert set(char_rnn.synthetic_text(500)) <= set("".join(sum(char_rnn.WORDS.values(), [])) + " ")
+
+
+@needs_mlxtend
+def test_quickstart_code_runs(tmp_path):
+    """Every Python block of docs/quickstart.md, run in order as one script, works as shown."""
+    with open(os.path.join(ROOT, "docs", "quickstart.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    assert len(blocks) >= 4
+    script = tmp_path / "quickstart.py"
+    script.write_text("\n".join(blocks), encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(2, 3) True" in proc.stdout
+    autograd_losses = [float(v) for v in re.findall(r"^[012] (\S+)$", proc.stdout, re.M)[:3]]
+    assert autograd_losses[2] < autograd_losses[0], proc.stdout
+    accuracy = float(re.search(r"test accuracy (\S+)", proc.stdout).group(1))
+    assert accuracy > 0.85, proc.stdout
+    assert (tmp_path / "mlp.zip").exists()
+
+
+def test_api_reference_covers_every_public_module():
+    sys.path.insert(0, os.path.join(ROOT, "docs"))
+    try:
+        import gen_api
+    finally:
+        sys.path.remove(os.path.join(ROOT, "docs"))
+    pytest.importorskip("onnx", reason="singax.sonnx needs the onnx package")
+    text = gen_api.generate()
+    for m in gen_api.MODULES:
+        assert f"\n## singax.{m}\n" in text, m
+    from singax import autograd, layer, model, opt
+    for name in ("Tensor", "from_numpy", "Linear", "Conv2d", "SGD", "Model", "save_states",
+                 "load_mnist", "DistOpt", "to_onnx", "backward"):
+        assert f"`{name}" in text or f".{name}`" in text, name
+    assert text.count("\n| `") >= len(autograd.OPS)     # one table row per operator
+    assert f"### `layer.{layer.__all__[0]}`" in text and "### `model.Model`" in text
+    assert "### `opt.Adam`" in text and opt.SGD.__doc__.split("\n")[0] in text
+    assert model.Model.save_states.__doc__.split("\n")[0] in text
