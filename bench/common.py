@@ -658,6 +658,12 @@ def _models():
             self.dense = layer.Linear(vocab)
             self.softmax_cross_entropy = layer.SoftMaxCrossEntropy()
 
+        def initialize(self, x):
+            if not self.cudnn:  # SINGA's char-rnn pattern: the initial states are made here
+                from singax import tensor
+                self.hx = tensor.Tensor((x.shape[0], self.hidden), x.device)
+                self.cx = tensor.Tensor((x.shape[0], self.hidden), x.device)
+
         def forward(self, x):                       # x: (B, T) token ids
             e = self.embedding(x)                   # (B, T, E)
             B, T = x.shape
@@ -666,12 +672,7 @@ def _models():
             else:  # SINGA's LSTM layer takes a list of time steps, each (B, E)
                 steps = autograd.split(autograd.transpose(e, (1, 0, 2)), 0, [1] * T)
                 xs = [autograd.reshape(s, (B, -1)) for s in steps]
-                zeros = self.__dict__.get("_zeros")
-                if zeros is None or zeros[0].shape != (B, self.hidden):
-                    from singax import tensor
-                    zeros = self._zeros = (tensor.Tensor((B, self.hidden), x.device),
-                                           tensor.Tensor((B, self.hidden), x.device))
-                hs, _, _ = self.rnn(xs, zeros)
+                hs, _, _ = self.rnn(xs, (self.hx, self.cx))
                 h = autograd.transpose(autograd.cat([autograd.reshape(s, (1, B, -1)) for s in hs], 0),
                                        (1, 0, 2))
             return self.dense(autograd.reshape(h, (B * T, self.hidden)))
