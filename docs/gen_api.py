@@ -109,9 +109,10 @@ def signature(obj: Any, name: str) -> str:
     except (TypeError, ValueError):
         return f"{name}(...)"
     params = []
-    for p in sig.parameters.values():
-        if p.name == "self":
-            continue
+    members = list(sig.parameters.values())
+    if members and members[0].name in ("self", "cls"):
+        members = members[1:]
+    for p in members:
         text = p.name
         if p.kind is p.VAR_POSITIONAL:
             text = "*" + text
@@ -121,7 +122,7 @@ def signature(obj: Any, name: str) -> str:
             text += "=" + _short_repr(p.default)
         params.append(text)
     # keyword-only markers keep the signature readable without annotations
-    kinds = [p.kind for p in sig.parameters.values() if p.name != "self"]
+    kinds = [p.kind for p in members]
     if inspect.Parameter.KEYWORD_ONLY in kinds and inspect.Parameter.VAR_POSITIONAL not in kinds:
         params.insert(kinds.index(inspect.Parameter.KEYWORD_ONLY), "*")
     return f"{name}({', '.join(params)})"

@@ -1,6 +1,6 @@
 """A small CNN with BatchNorm on Fashion-MNIST (Model API, graph mode).
 
-    python examples/fashion_mnist.py              # 60k/10k, about 90% test accuracy in 2 epochs
+    python examples/fashion_mnist.py              # 60k/10k, about 89% test accuracy in 2 epochs
     python examples/fashion_mnist.py --steps 20   # a quick check
 
 The IDX files come from the Debian package `dataset-fashion-mnist`
