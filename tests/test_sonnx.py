@@ -92,11 +92,13 @@ def export_cases():
     for p in cases():
         spec, shapes, attrs = p.values
         if spec.cls != "RankingLoss":
-            yield p
+            # re-import the first attribute sample of each case (the ONNX-side tests below
+            # cover the import attributes; this keeps the compile count down)
+            yield pytest.param(spec, shapes, attrs, p.id.endswith("-a0"), id=p.id)
 
 
-@pytest.mark.parametrize("spec,shapes,attrs", list(export_cases()))
-def test_every_operator_exports_and_reimports(spec, shapes, attrs, eval_mode):
+@pytest.mark.parametrize("spec,shapes,attrs,reimport", list(export_cases()))
+def test_every_operator_exports(spec, shapes, attrs, reimport, eval_mode):
     arrays = [a.astype(np.float32) if a.dtype.kind == "f" else a for a in sample_inputs(spec, shapes, attrs)]
     xs = [t(a) for a in arrays]
     ys = spec.op_class(**attrs)(*xs)
@@ -106,6 +108,8 @@ def test_every_operator_exports_and_reimports(spec, shapes, attrs, eval_mode):
     for y, o in zip(ys, ort_run(m, arrays)):
         assert o.dtype == np.asarray(y.data).dtype
         close(o, np.asarray(y.data))
+    if not reimport:
+        return
     rtol = 1e-2 if spec.name == "cast" and attrs.get("to") == tensor.float16 else 1e-4   # import maps float16 to float32
     for y, o in zip(ys, sonnx.prepare(m).run(arrays)):
         close(o, np.asarray(y.data), rtol)
@@ -150,6 +154,10 @@ def test_export_model_form_and_several_outputs(eval_mode):
         close(o, np.asarray(y.data))
     assert {i.name for i in m.graph.initializer} == {"fc.W", "fc.b"}
     assert len(m.graph.output) == 2
+    # SINGA's rule: inputs that are not leaves of the graph match the free leaves in DFS order
+    y = net.forward(x)[0]
+    m = sonnx.to_onnx([t(np.zeros((3, 4), np.float32))], [y])
+    assert [i.name for i in m.graph.input] == [x.name]
 
 
 # --------------------------------------------------------------------------- export: models
@@ -216,15 +224,19 @@ class BasicBlock(layer.Layer):
 
 
 class ResNet18(model.Model):
-    """ResNet-18 (BasicBlock x [2, 2, 2, 2], widths 64..512), for 32x32 inputs."""
+    """ResNet-18: 7x7 stem, max pool, BasicBlock x [2, 2, 2, 2], global pool, linear.
 
-    def __init__(self, num_classes=10):
+    `width` is the stem's channel count (64 in the paper; the stages use w, 2w, 4w, 8w).
+    """
+
+    def __init__(self, num_classes=10, width=64):
         super().__init__()
-        self.conv1 = layer.Conv2d(64, 7, stride=2, padding=3, bias=False)
+        w = width
+        self.conv1 = layer.Conv2d(w, 7, stride=2, padding=3, bias=False)
         self.bn1 = layer.BatchNorm2d()
         self.pool = layer.MaxPool2d(3, 2, padding=1)
-        self.blocks = [BasicBlock(w, s) for w, s in [(64, 1), (64, 1), (128, 2), (128, 1),
-                                                     (256, 2), (256, 1), (512, 2), (512, 1)]]
+        self.blocks = [BasicBlock(c, s) for c, s in [(w, 1), (w, 1), (2 * w, 2), (2 * w, 1),
+                                                     (4 * w, 2), (4 * w, 1), (8 * w, 2), (8 * w, 1)]]
         self.fc = layer.Linear(num_classes)
 
     def forward(self, x):
@@ -598,7 +610,7 @@ def test_fine_tune_imported_model(use_graph, tmp_path):
     net2.load_states(path)
     net.eval()
     net2.eval()
-    close(np.asarray(net2.forward(tx).data), np.asarray(net.forward(tx).data))
+    close(np.asarray(net2(tx).data), np.asarray(net(tx).data))   # compiled eval forward in graph mode
 
 
 def test_fine_tune_with_a_new_head(eval_mode):
@@ -656,7 +668,7 @@ def test_old_opset_is_converted():
 # --------------------------------------------------------------------------- bad input
 def test_unsupported_op_is_named_with_the_supported_list():
     m = node_model("TopK", [("x", f32(3, 4)), ("k", np.array([2], np.int64))], ["v", "i"], inits=["k"])
-    with pytest.raises(ValueError, match=r"'the_topk'.*TopK.*supported op types: Abs, .*Relu"):
+    with pytest.raises(ValueError, match=r"'the_topk' \(op type TopK\): not supported. Supported op types: Abs, .*Relu"):
         sonnx.prepare(m)
     m = node_model("Conv", [("x", f32(1, 1, 3, 3)), ("W", f32(1, 1, 2, 2))], inits=["W"])
     m.graph.node[0].domain = "com.example"
@@ -725,3 +737,10 @@ def test_export_errors(eval_mode):
         sonnx.to_onnx([x, t(f32(2))], [y])
     with pytest.raises(TypeError, match="outputs must be Tensors"):
         sonnx.to_onnx([x], [np.zeros(2)])
+
+
+def test_docs_list_every_operator():
+    import pathlib
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "onnx.md").read_text()
+    missing = [n for n in list(sonnx.EXPORTERS) + sonnx.supported_ops() if f"`{n}`" not in text]
+    assert not missing, f"docs/onnx.md does not mention {missing}"

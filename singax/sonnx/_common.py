@@ -10,10 +10,8 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     raise ImportError("singax.sonnx needs the optional `onnx` package: "
                       "pip install 'singax[onnx]' (or pip install onnx onnxruntime)") from err
 
-from .. import tensor as _tensor
-
 __all__ = ["onnx", "TensorProto", "helper", "numpy_helper", "EXPORT_OPSET", "IMPORT_OPSETS",
-           "onnx_type_of", "singa_dtype_of_onnx", "import_array"]
+           "onnx_type_of", "singa_dtype_of_onnx", "import_array", "type_name"]
 
 EXPORT_OPSET = 11
 EXPORT_IR_VERSION = 6          # the IR version that goes with opset 11
@@ -62,6 +60,3 @@ def import_array(a, where: str) -> np.ndarray:
         raise TypeError(f"{where}: unsupported array dtype {a.dtype}")
     return a
 
-
-def code_of(dtype) -> int:
-    return _tensor.to_code(dtype)

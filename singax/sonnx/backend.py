@@ -16,8 +16,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from ._common import (IMPORT_OPSETS, TensorProto, helper, import_array, numpy_helper, onnx,
-                      singa_dtype_of_onnx, type_name)
+from ._common import IMPORT_OPSETS, TensorProto, helper, import_array, numpy_helper, onnx, singa_dtype_of_onnx
 from ._importers import IMPORTERS, Imported, UnsupportedNode
 from .. import device as _device
 from ..layer import Layer
@@ -199,20 +198,26 @@ def prepare(model, device: Any = "CPU", **kwargs) -> "SingaRep":
     onnx_nodes = list(graph.node)
     names = _unique_names(onnx_nodes)
     constants: dict[str, np.ndarray] = {}
-    layers, problems = [], []
+    layers, problems, unknown = [], [], False
     for n, name in zip(onnx_nodes, names):
         node = OnnxNode(n, name)
-        try:
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                constants[node.outputs[0]] = _constant_value(node)
-                continue
-            layers.append((node, get_op(node, opset)))
-        except UnsupportedNode as err:
-            problems.append(str(err).replace("sonnx: ", "", 1))
-    if problems:
-        unsupported = sorted({p.split("op type ")[1].split(")")[0].split(",")[0] for p in problems if "op type " in p})
-        raise ValueError("sonnx.prepare: cannot import " + "; ".join(problems)
-                         + (f". Supported op types: {', '.join(supported_ops())}" if unsupported else ""))
+        where = f"node {name!r} (op type {node.op_type}"
+        if node.domain not in ("", "ai.onnx"):
+            problems.append(f"{where}, domain {node.domain!r}): only the default ONNX domain is supported")
+        elif node.op_type != "Constant" and node.op_type not in IMPORTERS:
+            problems.append(f"{where}): not supported")
+            unknown = True
+        else:
+            try:
+                if node.op_type == "Constant":
+                    constants[node.outputs[0]] = _constant_value(node)
+                else:
+                    layers.append((node, get_op(node, opset)))
+            except UnsupportedNode as err:
+                problems.append(str(err).replace("sonnx: ", "", 1))
+    if problems:   # nothing has been built yet: report every problem at once
+        raise ValueError("sonnx.prepare: cannot import this model: " + "; ".join(problems)
+                         + (f". Supported op types: {', '.join(supported_ops())}" if unknown else ""))
     inputs = [_value_info(vi) for vi in graph.input if vi.name not in inits]
     outputs = [_value_info(vi) for vi in graph.output]
     states = _make_states(inits, layers, dev, constants)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ._common import EXPORT_IR_VERSION, EXPORT_OPSET, TensorProto, helper, numpy_helper, onnx, onnx_type_of
@@ -526,13 +525,13 @@ _GATE_ORDER = {2: [0, 3, 1, 2],   # singax/cuDNN i,f,g,o -> ONNX i,o,f,c
 
 @exporter("_RNN")
 def _rnn(e: _Emit) -> None:
-    from ..autograd.nn import _rnn_blocks, _RNN_GATES
+    from ..autograd.nn import _rnn_blocks
     op, h = e.op, e.op.handle
     W = e.leaves[3]
     if W is None:
         raise e.fail("the flat weight W must be a parameter (a leaf tensor), not computed")
     W = np.asarray(W.data)
-    G, H, D = _RNN_GATES[h.mode], h.hidden_size, 2 if h.bidirectional else 1
+    H, D = h.hidden_size, 2 if h.bidirectional else 1
     order = _GATE_ORDER[h.mode]
 
     def gates(a):   # reorder the G gate blocks along axis 0
