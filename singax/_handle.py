@@ -34,8 +34,11 @@ class StateLog:
         if key in self.original:
             return
         old = handle.__dict__.get("_data")
-        if handle._serial < self.first_serial or (old is not None and not _is_tracer(old)):
-            # a pre-existing handle, or state created during the trace from a constant
+        # a pre-existing handle; or a handle created during the trace with a concrete value
+        # (an optimizer slot, a lazily created parameter) that the trace now updates. Concrete
+        # writes to new handles (creating and initialising them) are real and stay.
+        if handle._serial < self.first_serial or (
+                _is_tracer(value) and old is not None and not _is_tracer(old)):
             self.original[key] = old
             self.written[key] = handle
 

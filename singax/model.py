@@ -229,6 +229,9 @@ class Model(Layer):
                 z.writestr(self.STATES_ATTR_FILENAME.lstrip("/"), json.dumps(attrs))
             if os.path.exists(fpath):
                 raise CheckpointExistsError(f"save_states: {fpath} appeared while writing; not overwritten")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600; use the usual file mode
             os.replace(tmp, fpath)
         finally:
             if os.path.exists(tmp):
@@ -285,6 +288,8 @@ class Model(Layer):
 
     def _check_optimizer_states(self, arrays: dict) -> None:
         opts = self._optimizers()
+        if not opts:
+            return   # e.g. loading a trained model to predict: optimizer entries are skipped
         for k in arrays:
             index = k.split("/", 1)[0]
             if not index.isdigit() or int(index) >= len(opts):

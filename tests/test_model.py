@@ -113,6 +113,28 @@ def test_eager_and_graph_agree_over_20_steps(kind, make_opt):
     assert graph.compile_count == 1 and eager.compile_count == 0
 
 
+def test_compile_creates_randomly_initialised_parameters():
+    net = build("cnn", True)
+    params = net.get_params()
+    assert {"conv.W", "conv.b", "bn.scale", "bn.bias", "fc.W", "fc.b"} <= set(params)
+    for name in ("conv.W", "fc.W"):
+        w = tensor.to_numpy(params[name])
+        assert w.std() > 0.01 and np.isfinite(w).all(), name
+    states = net.get_states()
+    np.testing.assert_array_equal(tensor.to_numpy(states["bn.running_var"]), 1.0)
+
+
+def test_a_model_never_compiled_trains_in_graph_mode_after_one_eager_step():
+    device.get_default_device().SetRandSeed(3)
+    net = MLP()
+    net.set_optimizer(opt.SGD(0.1))
+    net.train()   # sets autograd.training, as compile(is_train=True) would
+    data = batches("mlp", 4)
+    losses = train(net, data)
+    assert np.isfinite(losses).all() and net.compile_count == 1
+    assert tensor.to_numpy(net.get_params()["l1.W"]).std() > 0.01
+
+
 def test_one_compile_for_fixed_shapes_and_one_more_for_a_smaller_last_batch():
     net = build("mlp", True)
     data = batches("mlp", 50)
@@ -226,6 +248,10 @@ def test_resumed_training_is_identical_to_uninterrupted(tmp_path):
     second = build("mlp", True)
     aux = second.load_states(path)
     assert set(aux) == {"note"}
+    assert oct(os.stat(path).st_mode & 0o777) != oct(0o600)
+    predictor = build("mlp", True)
+    predictor.optimizer = None          # a model without optimizer loads the same file
+    predictor.load_states(path)
     rest = train(second, data[4:])
     np.testing.assert_array_equal(rest, straight_losses[4:])
     for name, t in straight.get_params().items():
