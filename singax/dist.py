@@ -183,6 +183,27 @@ class DistOpt:
     def fused_all_reduce_half(self, tensors, send: bool = True):
         return tensors
 
+    def sparsification(self, tensor, accumulation, spars: float, topK: bool):
+        """Sparsify one gradient as SINGA's sparse all-reduce sends it: keep the top `spars`
+        fraction (topK) or the elements with abs >= spars; with an `accumulation` Tensor
+        the unsent rest is added to it (error feedback). Returns the sparse gradient
+        (already global: the all-reduce is the identity here)."""
+        grad = tensor.data if hasattr(tensor, "data") else tensor
+        if accumulation is not None:
+            grad = grad + accumulation.data
+        sent = jnp.where(_sparse_mask(grad, spars, topK), grad, 0)
+        if accumulation is not None:
+            accumulation.data = grad - sent
+        if hasattr(tensor, "data"):
+            tensor.data = sent
+            return tensor
+        return sent
+
+    def fused_sparsification(self, tensors, accumulation, spars: float, topK: bool):
+        """`sparsification` of each tensor (`accumulation`: a list of Tensors, or None)."""
+        accs = accumulation if accumulation is not None else [None] * len(tensors)
+        return [self.sparsification(t, a, spars, topK) for t, a in zip(tensors, accs)]
+
     def wait(self) -> None:
         """Block until queued device work is done."""
         for d in self.mesh.local_devices:

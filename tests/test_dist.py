@@ -126,3 +126,21 @@ def test_half_update_rounds_gradients_through_float16_and_clips():
         np.testing.assert_allclose(np.array(w.data), w0 - g, rtol=1e-6)
     finally:
         clear_mesh()
+
+
+def test_sparsification_keeps_top_fraction_and_accumulates():
+    from singax import opt, tensor
+    from singax.dist import DistOpt, clear_mesh
+    try:
+        d = DistOpt(opt.SGD(0.1))
+        g = tensor.from_numpy(np.array([0.1, -3.0, 0.5, 2.0], np.float32))
+        acc = tensor.from_numpy(np.zeros(4, np.float32))
+        out = d.sparsification(g, acc, 0.5, True)
+        np.testing.assert_array_equal(tensor.to_numpy(out), [0, -3.0, 0, 2.0])
+        np.testing.assert_array_equal(tensor.to_numpy(acc), [0.1, 0, 0.5, 0])
+        (a, b) = d.fused_sparsification([tensor.from_numpy(np.array([1.0, 0.2], np.float32)),
+                                         tensor.from_numpy(np.array([0.3, 0.9], np.float32))], None, 0.5, False)
+        np.testing.assert_array_equal(tensor.to_numpy(a), [1.0, 0])
+        np.testing.assert_array_equal(tensor.to_numpy(b), [0, 0.9])
+    finally:
+        clear_mesh()
