@@ -137,7 +137,7 @@ def test_sparsification_keeps_top_fraction_and_accumulates():
         acc = tensor.from_numpy(np.zeros(4, np.float32))
         out = d.sparsification(g, acc, 0.5, True)
         np.testing.assert_array_equal(tensor.to_numpy(out), [0, -3.0, 0, 2.0])
-        np.testing.assert_array_equal(tensor.to_numpy(acc), [0.1, 0, 0.5, 0])
+        np.testing.assert_array_equal(tensor.to_numpy(acc), np.array([0.1, 0, 0.5, 0], np.float32))
         (a, b) = d.fused_sparsification([tensor.from_numpy(np.array([1.0, 0.2], np.float32)),
                                          tensor.from_numpy(np.array([0.3, 0.9], np.float32))], None, 0.5, False)
         np.testing.assert_array_equal(tensor.to_numpy(a), [1.0, 0])
