@@ -141,6 +141,6 @@ def test_sparsification_keeps_top_fraction_and_accumulates():
         (a, b) = d.fused_sparsification([tensor.from_numpy(np.array([1.0, 0.2], np.float32)),
                                          tensor.from_numpy(np.array([0.3, 0.9], np.float32))], None, 0.5, False)
         np.testing.assert_array_equal(tensor.to_numpy(a), [1.0, 0])
-        np.testing.assert_array_equal(tensor.to_numpy(b), [0, 0.9])
+        np.testing.assert_array_equal(tensor.to_numpy(b), np.array([0, 0.9], np.float32))
     finally:
         clear_mesh()
