@@ -190,6 +190,9 @@ def prepare(model, device: Any = "CPU", **kwargs) -> "SingaRep":
 
     Raises ValueError (nothing is built) for a malformed model, an unsupported opset, and
     unsupported nodes (all of them listed, each with its name and op type).
+
+    SINGA: reads BatchNormalization's momentum as its own factor, ignores epsilon and reads
+    4-element pads as (top, bottom, left, right); singax follows ONNX for all three.
     """
     model, opset = _checked(_load(model))
     graph = model.graph
