@@ -656,6 +656,34 @@ def test_run_node_get_op_and_backend():
     assert sonnx.load is onnx.load and sonnx.save is onnx.save
 
 
+LIGHT = __import__("pathlib").Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+
+@pytest.mark.parametrize("name", ["squeezenet", "resnet50"])
+def test_import_model_files_shipped_with_onnx(name):
+    """The 'light' model files in the onnx wheel: opset 9 (converted), weights from ConstantOfShape."""
+    path = LIGHT / f"light_{name}.onnx"
+    if not path.exists():
+        pytest.skip(f"{path} is not in this onnx release")
+    m = onnx.load(str(path))
+    want = numpy_helper.to_array(onnx.load_tensor(str(LIGHT / f"light_{name}_output_0.pb")))
+    rep = sonnx.prepare(m)
+    x = RNG.standard_normal([d or 1 for d in rep.inputs[0].shape]).astype(np.float32)
+    hidden = [n for n, _ in rep.layers if n.op_type == "Relu"][-1].outputs[0]   # varies with x
+    out, feat = rep.run([x], aux_output=[hidden])
+    close(out, want)
+    ref_out, ref_feat = ort_outputs_all(m, x, hidden)
+    close(out, ref_out)
+    close(feat, ref_feat)
+
+
+def ort_outputs_all(m, x, name):
+    m2 = onnx.ModelProto()
+    m2.CopyFrom(m)
+    m2.graph.output.append(helper.make_empty_tensor_value_info(name))
+    return ort_run(m2, [x])
+
+
 def test_old_opset_is_converted():
     x = f32(1, 2, 3, 3)
     m = node_model("Upsample", [("x", x), ("scales", np.array([1, 1, 2, 2], np.float32))], opset=9,
