@@ -8,7 +8,7 @@ initializers (any other leaf). Every other operator is translated by its handler
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -100,12 +100,6 @@ def _run_model(model, inputs: list[Tensor]) -> list[Tensor]:
     finally:
         autograd.training = saved
     return _as_list(out, "the model's outputs")
-
-
-def _value_info(name: str, aval) -> Any:
-    if aval is None:
-        return helper.make_empty_tensor_value_info(name)
-    return helper.make_tensor_value_info(name, onnx_type_of(aval.dtype), list(aval.shape))
 
 
 class SingaFrontend:
