@@ -115,3 +115,25 @@ def test_helpers_axis_helper_and_back_broadcast():
     assert autograd.axis_helper((2, 3, 4), (3, 1)) == (0, 2)
     g = autograd.back_broadcast((2, 3, 4), (3, 1), jnp.ones((2, 3, 4)))
     assert g.shape == (3, 1) and float(g[0, 0]) == 8.0
+
+
+def test_tape_does_not_grow_over_1000_steps():
+    import gc
+    import jax
+    autograd.training = True
+    w = Tensor(data=np.ones((4, 3), np.float32) * 0.1, stores_grad=True, name="w")
+    x = Tensor(data=np.ones((2, 4), np.float32))
+
+    def step():
+        loss = _sum1(_scale(autograd.matmul(x, w), 0.5))
+        for p, g in autograd.backward(loss):
+            p.data = p.data - 0.01 * g.data
+
+    for _ in range(20):
+        step()
+    gc.collect()
+    before = len(jax.live_arrays())
+    for _ in range(1000):
+        step()
+    gc.collect()
+    assert len(jax.live_arrays()) <= before + 2
