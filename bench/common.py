@@ -161,24 +161,34 @@ def program_bytes(compiled: Any) -> int | None:
 
 # --------------------------------------------------------------------------- compile counting
 class CompileCounter:
-    """Counts JAX traces and backend compilations in this process (via `jax.monitoring`)."""
+    """Counts JAX traces and backend compilations in this process (via `jax.monitoring`),
+    and adds up the seconds spent tracing, lowering and compiling."""
 
     TRACE = "/jax/core/compile/jaxpr_trace_duration"
+    LOWER = "/jax/core/compile/jaxpr_to_mlir_module_duration"
     COMPILE = "/jax/core/compile/backend_compile_duration"
     _counts: collections.Counter = collections.Counter()
+    _seconds: collections.Counter = collections.Counter()
     _installed = False
 
     @classmethod
     def install(cls) -> None:
         if not cls._installed:
-            jax.monitoring.register_event_duration_secs_listener(
-                lambda name, secs, **kw: cls._counts.update((name,)))
+            def listener(name, secs, **kw):
+                cls._counts[name] += 1
+                cls._seconds[name] += secs
+            jax.monitoring.register_event_duration_secs_listener(listener)
             cls._installed = True
 
     @classmethod
     def snapshot(cls) -> tuple[int, int]:
         """(traces, compilations) so far."""
         return cls._counts[cls.TRACE], cls._counts[cls.COMPILE]
+
+    @classmethod
+    def seconds(cls) -> float:
+        """Seconds spent so far tracing to jaxprs, lowering to MLIR and compiling with XLA."""
+        return cls._seconds[cls.TRACE] + cls._seconds[cls.LOWER] + cls._seconds[cls.COMPILE]
 
 
 CompileCounter.install()
@@ -258,6 +268,7 @@ class Result:
     init_s: float | None
     step1_s: float
     step2_s: float
+    jax_compile_s: float
     call_times: list[float]
     loss1: float
     loss_end: float
@@ -302,11 +313,13 @@ def run_impls(impls: Sequence[Impl], warmup: int, steps: int, rounds: int,
     state = []
     for impl in impls:
         k = impl.steps_per_call
+        jax_s = CompileCounter.seconds()
         t1, out = _timed(impl)
         first = out
         t2, out = _timed(impl)
         for _ in range(max(0, -(-warmup // k) - 2)):
             _, out = _timed(impl)
+        jax_s = CompileCounter.seconds() - jax_s
         peak, kind = peak_memory_bytes()
         prog = None
         if impl.program is not None:
@@ -314,7 +327,7 @@ def run_impls(impls: Sequence[Impl], warmup: int, steps: int, rounds: int,
                 prog = program_bytes(impl.program())
             except Exception:  # noqa: BLE001  (memory analysis is best effort)
                 prog = None
-        state.append(dict(t1=t1, t2=t2, first=first, out=out, peak=peak, kind=kind, prog=prog,
+        state.append(dict(t1=t1, t2=t2, jax_s=jax_s, first=first, out=out, peak=peak, kind=kind, prog=prog,
                           calls=[], load=OtherLoad(),
                           done=k * max(2, -(-warmup // k))))
         log(f"  {impl.name}: step 1 {t1:.3f} s, step 2 {t2:.3f} s")
@@ -340,7 +353,8 @@ def run_impls(impls: Sequence[Impl], warmup: int, steps: int, rounds: int,
         traces, compiles = traces0[impl.name]
         results.append(Result(
             name=impl.name, key=impl.key or impl.name, steps_per_call=impl.steps_per_call,
-            init_s=impl.init_s, step1_s=st["t1"], step2_s=st["t2"], call_times=st["calls"],
+            init_s=impl.init_s, step1_s=st["t1"], step2_s=st["t2"], jax_compile_s=st["jax_s"],
+            call_times=st["calls"],
             loss1=float(first_losses[0]), loss_end=float(last_losses[-1]), steps_run=st["done"],
             peak_bytes=st["peak"], peak_kind=st["kind"], program_bytes=st["prog"],
             traces_after_warmup=traces, compiles_after_warmup=compiles, load=st["load"]))
@@ -364,7 +378,7 @@ def fmt_mib(n: int | None) -> str:
     return "n/a" if n is None else f"{n / MiB:.1f}"
 
 
-RESULT_HEADERS = ["impl", "step 1 (s)", "step 2 (s)", "est. compile (s)", "median (ms)",
+RESULT_HEADERS = ["impl", "step 1 (s)", "step 2 (s)", "est. compile (s)", "JAX compile (s)", "median (ms)",
                   "min (ms)", "max (ms)", "n", "× A (median)", "loss@1", "loss@end", "steps run",
                   "peak mem (MiB)", "XLA program (MiB)", "traces / compiles in timed steps",
                   "other load (cores)"]
@@ -378,7 +392,7 @@ def result_rows(results: Sequence[Result], baseline: str = "A") -> list[list[str
         times = r.step_times
         ratio = r.median_s / base.median_s if base is not None else None
         rows.append([
-            r.name, fmt(r.step1_s), fmt(r.step2_s), fmt(r.compile_s, 2),
+            r.name, fmt(r.step1_s), fmt(r.step2_s), fmt(r.compile_s, 2), fmt(r.jax_compile_s, 2),
             fmt(r.median_s * 1e3, 2), fmt(min(times) * 1e3, 2), fmt(max(times) * 1e3, 2), len(times),
             fmt(ratio, 2), f"{r.loss1:.5f}", f"{r.loss_end:.5f}", r.steps_run,
             fmt_mib(r.peak_bytes), fmt_mib(r.program_bytes),

@@ -28,7 +28,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 IMPL_NAMES = {
     "A": "A JAX+optax, one jax.jit step, donated",
@@ -130,10 +129,12 @@ def check_targets(key: str, res: dict) -> list[str]:
         g, t = res["graph"], TARGETS["graph_vs_A"][key]
         ratio = g.median_s / a.median_s
         lines.append(f"- graph step / A: {ratio:.3f}× (target ≤ {t:.2f}×): {verdict(ratio <= t)}")
-        if a.compile_s > 0:
-            c = g.compile_s / a.compile_s
-            lines.append(f"- graph compile / A compile: {c:.2f}× ({g.compile_s:.2f} s vs {a.compile_s:.2f} s; "
-                         f"target ≤ {TARGETS['compile_vs_A']:.1f}×): {verdict(c <= TARGETS['compile_vs_A'])}")
+        if a.jax_compile_s > 0:
+            c, t = g.jax_compile_s / a.jax_compile_s, TARGETS["compile_vs_A"]
+            est = f"; est. compile {g.compile_s / a.compile_s:.2f}×" if a.compile_s > 0 else ""
+            lines.append(f"- graph compile / A compile: {c:.2f}× (JAX trace + lower + XLA compile: "
+                         f"{g.jax_compile_s:.2f} s vs {a.jax_compile_s:.2f} s{est}; target ≤ {t:.1f}×): "
+                         f"{verdict(c <= t)}")
     if a is not None and "kstep" in res:
         ks = res["kstep"]
         ratio = ks.median_s / a.median_s
@@ -144,17 +145,23 @@ def check_targets(key: str, res: dict) -> list[str]:
                 d1 = abs(res[k].loss1 - a.loss1)
                 lines.append(f"- loss@1 {k} − A: {d1:.2e}" + ("" if d1 <= 1e-4 * max(1.0, abs(a.loss1))
                                                               else " **disagree**"))
+    busy = [r.load.cores() for r in res.values() if r.load.cores() is not None]
+    if busy and max(busy) > 0.25:
+        lines.append(f"- note: other processes used up to {max(busy):.2f} cores while rows were timed; "
+                     "the ratios are rough")
     bad = [r.key for r in res.values() if r.traces_after_warmup or r.compiles_after_warmup]
     lines.append("- traces/compiles during timed steps: " + (f"**{', '.join(bad)}**" if bad else "none"))
     return lines
 
 
 def summary(results: list[common.Result]) -> dict:
-    return {r.key: {"name": r.name, "init_s": r.init_s, "median_ms": r.median_s * 1e3, "min_ms": min(r.step_times) * 1e3,
-                    "step1_s": r.step1_s, "compile_s": r.compile_s, "loss1": r.loss1,
-                    "loss_end": r.loss_end, "steps_run": r.steps_run, "peak_bytes": r.peak_bytes,
-                    "program_bytes": r.program_bytes, "traces": r.traces_after_warmup,
-                    "compiles": r.compiles_after_warmup} for r in results}
+    """Per row: the numbers the smoke test and other tools read (JSON-ready)."""
+    return {r.key: {"name": r.name, "init_s": r.init_s, "median_ms": r.median_s * 1e3,
+                    "min_ms": min(r.step_times) * 1e3, "step1_s": r.step1_s, "compile_s": r.compile_s,
+                    "jax_compile_s": r.jax_compile_s, "loss1": r.loss1, "loss_end": r.loss_end,
+                    "steps_run": r.steps_run, "peak_bytes": r.peak_bytes, "program_bytes": r.program_bytes,
+                    "traces": r.traces_after_warmup, "compiles": r.compiles_after_warmup}
+            for r in results}
 
 
 def main(argv=None) -> int:

@@ -128,6 +128,10 @@ def check(name: str, res: dict, target: float | None) -> list[str]:
     lines.append(f"- singax eager traces / compilations during timed steps: "
                  f"{e.traces_after_warmup} / {e.compiles_after_warmup} (must be 0 / 0)"
                  + ("" if e.traces_after_warmup == e.compiles_after_warmup == 0 else " **FAIL**"))
+    busy = [r.load.cores() for r in res.values() if r.load.cores() is not None]
+    if busy and max(busy) > 0.25:
+        lines.append(f"- note: other processes used up to {max(busy):.2f} cores while rows were timed; "
+                     "the ratios are rough")
     for k in ("B", "eager"):
         if k in res:
             d = abs(res[k].loss1 - a.loss1)
