@@ -106,8 +106,8 @@ class GraphFunction:
 
     # --- internals -----------------------------------------------------------
     def _run(self, entry: _Entry, inputs: list[Tensor]):
-        input_arrays = [x.data for x in inputs]
-        state_arrays = _unique_buffers([h.data for h in entry.state], input_arrays)
+        input_arrays = [x.__dict__["_data"] for x in inputs]
+        state_arrays = _unique_buffers([h.__dict__["_data"] for h in entry.state], input_arrays)
         if entry.mesh is not None:
             state_arrays, input_arrays = _place(entry.mesh, state_arrays, input_arrays, inputs)
         new_state, out_arrays = entry.compiled(state_arrays, input_arrays)
@@ -116,12 +116,11 @@ class GraphFunction:
             out_arrays = [process_local(a) for a in out_arrays]
         for h, a in zip(entry.state, new_state):
             h.__dict__["_data"] = a
-        return self._outputs(entry, out_arrays)
+        return self._outputs(entry, out_arrays, inputs[0].device if inputs else None)
 
-    def _outputs(self, entry: _Entry, out_arrays: list):
+    def _outputs(self, entry: _Entry, out_arrays: list, dev):
         arrays = iter(out_arrays)
-        leaves = [Tensor(data=next(arrays), requires_grad=False) if s is _TENSOR else s
-                  for s in entry.out_static]
+        leaves = [_leaf(next(arrays), dev) if s is _TENSOR else s for s in entry.out_static]
         return jax.tree_util.tree_unflatten(entry.out_tree, leaves)
 
     def _step_fn(self, state: list[Handle], args, kwargs, inputs: list[Tensor], record: dict):
@@ -217,8 +216,19 @@ def _place(mesh, state_arrays: list, input_arrays: list, inputs: list, scan: boo
     return state_arrays, [shard_batch(a, mesh, x.name) for a, x in zip(input_arrays, inputs)]
 
 
+def _leaf(array, dev) -> Tensor:
+    """A step output: a fresh leaf Tensor (the constructor minus its device lookup)."""
+    if dev is None:
+        return Tensor(data=array, requires_grad=False)
+    t = Tensor.__new__(Tensor)
+    t._init(array, dev, requires_grad=False)
+    return t
+
+
 def _unique_buffers(state_arrays: list, input_arrays: list) -> list:
     """Copy arrays that appear twice, since a donated buffer may be passed only once."""
+    if len({id(a) for a in state_arrays} | {id(a) for a in input_arrays}) == len(state_arrays) + len(input_arrays):
+        return state_arrays
     seen = {id(a) for a in input_arrays}
     out = []
     for a in state_arrays:
