@@ -1,0 +1,1 @@
+"""The layer families behind `singax.layer` (which re-exports them)."""
