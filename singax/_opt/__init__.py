@@ -1,0 +1,1 @@
+"""The optimizer families behind `singax.opt` (which re-exports them)."""

@@ -1,0 +1,285 @@
+"""The built-in optimizers SGD, RMSProp, AdaGrad and Adam: optax chains under one jitted
+update per configuration."""
+from __future__ import annotations
+
+import collections
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .. import tensor
+from .._handle import concrete
+from ..tensor import Tensor
+from .base import Optimizer, _compute_dtype, _require
+
+_LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
+
+TRACE_COUNTS: collections.Counter = collections.Counter()
+"""Python traces of each built-in jitted update, keyed by configuration (tests read it)."""
+
+
+# --- built-in optimizers: optax chains under one jitted update -----------------------
+
+_UPDATES: dict[tuple, Callable] = {}
+
+
+def _compiled(key: tuple, build: Callable) -> Callable:
+    """The jitted `(p, g, slots, hyper) -> (p, slots)` for one optimizer configuration.
+
+    `build(*hyper_scalars)` returns the optax transform; its state leaves are the slots.
+    """
+    fn = _UPDATES.get(key)
+    if fn is None:
+        def update(p, g, slots, hyper):
+            TRACE_COUNTS[key] += 1
+            cdt = _compute_dtype(p.dtype)
+            pc, gc = p.astype(cdt), g.astype(cdt)
+            tx = build(*[h.reshape(()).astype(cdt) for h in hyper])
+            treedef = jax.tree.structure(jax.eval_shape(tx.init, pc))
+            updates, state = tx.update(gc, jax.tree.unflatten(treedef, list(slots)), pc)
+            return (pc + updates).astype(p.dtype), tuple(jax.tree.leaves(state))
+        fn = _UPDATES[key] = jax.jit(update)
+    return fn
+
+
+class _Builtin(Optimizer):
+    """An optimizer whose per-parameter update is an optax chain with named slots."""
+
+    _slot_attrs: tuple = ()
+    _cfg: tuple   # (static configuration key, build function, hyper-parameter Tensors, slot names)
+
+    def apply(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
+        """Update `param_value` (and its slots) in place: one jitted call."""
+        self._check_pair(param_name, param_value, param_grad)
+        self._follow(param_value)
+        key, build, hypers, slot_names = self._cfg
+        cdt = _compute_dtype(param_value.data.dtype)
+        shape = param_value.shape
+        low = param_value.data.dtype in _LOW_PRECISION
+        # float16/bfloat16 parameters keep a float32 master copy that the update works on
+        keys = tuple(slot_names) + (("master",) if low else ())
+        slots = self._slots(param_name, param_value, keys,
+                            lambda: [jnp.zeros(shape, cdt) for _ in slot_names]
+                            + ([jnp.asarray(concrete(param_value), cdt)] if low else []))
+        master = slots[-1] if low else None
+        slots = slots[:-1] if low else slots
+        new_p, new_slots = _compiled(key, build)(master.data if low else param_value.data, param_grad.data,
+                                                 tuple(s.data for s in slots),
+                                                 tuple(t.data for t in hypers))
+        if low:
+            master.data = new_p
+            new_p = new_p.astype(param_value.data.dtype)
+        param_value.data = new_p
+        for s, a in zip(slots, new_slots):
+            s.data = a
+
+    def get_states(self) -> dict:
+        states = super().get_states()
+        for attr in self._slot_attrs + (("master",) if self.master else ()):
+            states[attr] = dict(getattr(self, attr))
+        return states
+
+    def set_states(self, states: dict) -> None:
+        super().set_states(states)
+        for attr in self._slot_attrs + ("master",):
+            for uname, value in states.get(attr, {}).items():
+                self._assign(uname, attr, value)
+
+
+class _TraceState(NamedTuple):
+    trace: Any
+
+
+def _singa_momentum(momentum, dampening, nesterov: bool) -> optax.GradientTransformation:
+    """v <- mu*v + (1-d)*g from a zero buffer; out = g + mu*v (nesterov) or v.
+
+    optax.trace has no dampening, and PyTorch-style buffers start at g, not 0.
+    """
+    def init(params):
+        return _TraceState(jax.tree.map(jnp.zeros_like, params))
+
+    def update(updates, state, params=None):
+        v = jax.tree.map(lambda g, t: momentum * t + (1 - dampening) * g, updates, state.trace)
+        out = jax.tree.map(lambda g, t: g + momentum * t, updates, v) if nesterov else v
+        return out, _TraceState(v)
+    return optax.GradientTransformation(init, update)
+
+
+class _AdamState(NamedTuple):
+    m: Any
+    v: Any
+
+
+def _singa_adam(b1, b2, eps, counter) -> optax.GradientTransformation:
+    """SINGA's Adam direction with t = step_counter + 1 taken from outside (not a state count)."""
+    def init(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return _AdamState(zeros, zeros)
+
+    def update(updates, state, params=None):
+        t = counter + 1
+        m = jax.tree.map(lambda g, m: b1 * m + (1 - b1) * g, updates, state.m)
+        v = jax.tree.map(lambda g, v: b2 * v + (1 - b2) * g * g, updates, state.v)
+        out = jax.tree.map(lambda m, v: (m / (1 - b1 ** t)) / (jnp.sqrt(v / (1 - b2 ** t)) + eps), m, v)
+        return out, _AdamState(m, v)
+    return optax.GradientTransformation(init, update)
+
+
+def _chain(*parts) -> optax.GradientTransformation:
+    return optax.chain(*[p for p in parts if p is not None])
+
+
+def _sgd_build(has_wd: bool, has_mom: bool, nesterov: bool) -> Callable:
+    def build(lr, momentum, dampening, weight_decay):
+        return _chain(optax.add_decayed_weights(weight_decay) if has_wd else None,
+                      _singa_momentum(momentum, dampening, nesterov) if has_mom else None,
+                      optax.scale(-lr))
+    return build
+
+
+def _rmsprop_build(has_wd: bool) -> Callable:
+    def build(lr, rho, epsilon, weight_decay):
+        # eps_in_sqrt: g / sqrt(r + eps), as SINGA
+        return _chain(optax.add_decayed_weights(weight_decay) if has_wd else None,
+                      optax.scale_by_rms(decay=rho, eps=epsilon, initial_scale=0.0, eps_in_sqrt=True),
+                      optax.scale(-lr))
+    return build
+
+
+def _adagrad_build(has_wd: bool) -> Callable:
+    def build(lr, epsilon, weight_decay):
+        # scale_by_rss: g / sqrt(h + eps) with h starting at 0, as SINGA
+        return _chain(optax.add_decayed_weights(weight_decay) if has_wd else None,
+                      optax.scale_by_rss(initial_accumulator_value=0.0, eps=epsilon),
+                      optax.scale(-lr))
+    return build
+
+
+def _adam_build(has_wd: bool) -> Callable:
+    def build(lr, beta_1, beta_2, epsilon, weight_decay, counter):
+        return _chain(optax.add_decayed_weights(weight_decay) if has_wd else None,
+                      _singa_adam(beta_1, beta_2, epsilon, counter),
+                      optax.scale(-lr))
+    return build
+
+
+class SGD(_Builtin):
+    """SGD with SINGA's momentum, dampening, L2 weight decay and Nesterov rules.
+
+    g <- g + wd*p; v <- mu*v + (1-d)*g (v starts at 0); g <- g + mu*v (nesterov) or v;
+    p <- p - lr*g. The weight-decay and momentum branches exist when the schedule's
+    initial value is non-zero.
+
+    Args:
+      lr, momentum, dampening, weight_decay: floats/ints or DecaySchedulers.
+      nesterov: Nesterov momentum (needs momentum > 0 and dampening == 0).
+      dtype: the dtype of the parameters this optimizer updates (SINGA checks it);
+        float16/bfloat16 parameters are updated in float32 and cast back.
+    """
+
+    _slot_attrs = ("moments",)
+
+    def __init__(self, lr: Any = 0.1, momentum: Any = 0, dampening: Any = 0, weight_decay: Any = 0,
+                 nesterov: bool = False, dtype: int = tensor.float32):
+        super().__init__(lr, dtype)
+        mom = self._hyper("momentum", momentum, "mom_value")
+        dam = self._hyper("dampening", dampening, "dam_value")
+        wd = self._hyper("weight_decay", weight_decay, "decay_value")
+        _require("SGD", "momentum", mom, 0 <= mom.init_value < 1, "in [0, 1)")
+        _require("SGD", "dampening", dam, 0 <= dam.init_value <= 1, "in [0, 1]")
+        _require("SGD", "weight_decay", wd, wd.init_value >= 0, ">= 0")
+        self.nesterov = bool(nesterov)
+        if self.nesterov and (mom.init_value <= 0 or dam.init_value != 0):
+            raise ValueError(f"SGD: nesterov momentum requires momentum > 0 and dampening = 0 "
+                             f"(got momentum={mom.init_value!r}, dampening={dam.init_value!r})")
+        self.moments: dict[str, Tensor] = {}
+        has_mom = mom.init_value != 0
+        key = ("SGD", wd.init_value != 0, has_mom, self.nesterov)
+        self._cfg = (key, _sgd_build(*key[1:]),
+                     (self.lr_value, self.mom_value, self.dam_value, self.decay_value),
+                     ("moments",) if has_mom else ())
+
+    def apply(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
+        if isinstance(param_value, Tensor) and param_value.dtype != self.dtype:
+            raise TypeError(f"SGD.apply: parameter {param_name!r} has dtype "
+                            f"{tensor.dtype_name[param_value.dtype]} but this SGD was created with "
+                            f"dtype={tensor.dtype_name[self.dtype]}; pass SGD(..., "
+                            f"dtype=tensor.{tensor.dtype_name[param_value.dtype]})")
+        super().apply(param_name, param_value, param_grad)
+
+
+class RMSProp(_Builtin):
+    """RMSProp: r <- rho*r + (1-rho)*g^2; p <- p - lr*g/sqrt(r + eps) (eps inside the root).
+
+    SINGA: an `epsilon` scheduler is accepted only when `rho` is one (a bug); here each
+    hyper-parameter takes a number or a scheduler independently. `dtype` is a singax extra.
+    """
+
+    _slot_attrs = ("running_average",)
+
+    def __init__(self, lr: Any = 0.1, rho: Any = 0.9, epsilon: Any = 1e-8, weight_decay: Any = 0,
+                 *, dtype: int = tensor.float32):
+        super().__init__(lr, dtype)
+        rho_s = self._hyper("rho", rho, "rho_value")
+        eps = self._hyper("epsilon", epsilon, "epsilon_value")
+        wd = self._hyper("weight_decay", weight_decay, "decay_value")
+        _require("RMSProp", "rho", rho_s, 0 <= rho_s.init_value < 1, "in [0, 1)")
+        _require("RMSProp", "epsilon", eps, eps.init_value >= 0, ">= 0")
+        _require("RMSProp", "weight_decay", wd, wd.init_value >= 0, ">= 0")
+        self.running_average: dict[str, Tensor] = {}
+        key = ("RMSProp", wd.init_value != 0)
+        self._cfg = (key, _rmsprop_build(*key[1:]),
+                     (self.lr_value, self.rho_value, self.epsilon_value, self.decay_value),
+                     ("running_average",))
+
+
+class AdaGrad(_Builtin):
+    """AdaGrad: h <- h + g^2; p <- p - lr*g/sqrt(h + eps) (eps inside the root).
+
+    `dtype` is a singax extra (see `Optimizer`).
+    """
+
+    _slot_attrs = ("history",)
+
+    def __init__(self, lr: Any = 0.1, epsilon: Any = 1e-8, weight_decay: Any = 0,
+                 *, dtype: int = tensor.float32):
+        super().__init__(lr, dtype)
+        eps = self._hyper("epsilon", epsilon, "epsilon_value")
+        wd = self._hyper("weight_decay", weight_decay, "decay_value")
+        _require("AdaGrad", "epsilon", eps, eps.init_value >= 0, ">= 0")
+        _require("AdaGrad", "weight_decay", wd, wd.init_value >= 0, ">= 0")
+        self.history: dict[str, Tensor] = {}
+        key = ("AdaGrad", wd.init_value != 0)
+        self._cfg = (key, _adagrad_build(*key[1:]),
+                     (self.lr_value, self.epsilon_value, self.decay_value), ("history",))
+
+
+class Adam(_Builtin):
+    """Adam with L2 weight decay and t = step_counter + 1 (eps outside the root).
+
+    m <- b1*m + (1-b1)*g; v <- b2*v + (1-b2)*g^2;
+    p <- p - lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps). Calling `apply` without
+    `step()` keeps t at 1, as in SINGA. `dtype` is a singax extra (see `Optimizer`).
+    """
+
+    _slot_attrs = ("m", "v")
+
+    def __init__(self, lr: Any = 0.1, beta_1: Any = 0.9, beta_2: Any = 0.999, epsilon: Any = 1e-8,
+                 weight_decay: Any = 0, *, dtype: int = tensor.float32):
+        super().__init__(lr, dtype)
+        b1 = self._hyper("beta_1", beta_1, "beta_1_value")
+        b2 = self._hyper("beta_2", beta_2, "beta_2_value")
+        eps = self._hyper("epsilon", epsilon, "epsilon_value")
+        wd = self._hyper("weight_decay", weight_decay, "decay_value")
+        _require("Adam", "beta_1", b1, 0 <= b1.init_value < 1, "in [0, 1)")
+        _require("Adam", "beta_2", b2, 0 <= b2.init_value < 1, "in [0, 1)")
+        _require("Adam", "epsilon", eps, eps.init_value >= 0, ">= 0")
+        _require("Adam", "weight_decay", wd, wd.init_value >= 0, ">= 0")
+        self.m: dict[str, Tensor] = {}
+        self.v: dict[str, Tensor] = {}
+        key = ("Adam", wd.init_value != 0)
+        self._cfg = (key, _adam_build(*key[1:]),
+                     (self.lr_value, self.beta_1_value, self.beta_2_value, self.epsilon_value,
+                      self.decay_value, self.step_counter), ("m", "v"))
