@@ -224,15 +224,16 @@ def main(argv=None) -> int:
         lines += common.table(common.RESULT_HEADERS, common.result_rows(results))
         lines += [""] + check_targets(key, res)
         if not missing:
-            lines.append(f"- the first singax model's build + `Model.compile` (placeholder forward, eager, "
-                         f"compiles each operator once; later models reuse them): {ref_s:.2f} s")
+            lines.append(f"- the first singax model's build + `Model.compile([x])` (the placeholder forward "
+                         f"that creates the parameters): {ref_s:.2f} s")
         lines.append("")
         out_json[key] = summary(results)
         print("\n".join(common.short_table(results, ["median (ms)", "× A (median)", "loss@1", "loss@end"])))
         print("\n".join(check_targets(key, res)), flush=True)
 
-    config = (f"warm-up {args.warmup or 'per workload'} steps, timed steps {args.steps or 'per workload'} "
-              f"(W1 100, W3 12 on CPU, else 30) in {args.rounds} interleaved rounds; K={args.k}; seed {args.seed}"
+    config = (f"warm-up {args.warmup or 5} steps (W1 with K-step: {max(args.warmup or 10, 2 * args.k)}), "
+              f"timed steps {args.steps or 'W1 100, W3 12 on CPU, else 30'} in {args.rounds} interleaved rounds; "
+              f"K={args.k}; seed {args.seed}"
               + ("; QUICK (smoke run, numbers meaningless)" if args.quick else ""))
     doc = common.header("singax Model.compile benchmark", info, config) + [
         "Columns: see bench/README.md. × A is the median step time over the pure-JAX jit step's; "
