@@ -13,6 +13,7 @@ non-Tensor arguments change.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any, Callable
 
 import jax
@@ -240,5 +241,4 @@ def _unique_buffers(state_arrays: list, input_arrays: list) -> list:
 
 
 def _training() -> bool:
-    from . import autograd
-    return autograd.training
+    return sys.modules["singax.autograd"].training

@@ -189,8 +189,9 @@ def backward(y: Tensor, dy: Any = None) -> Iterator[tuple[Tensor, Tensor]]:
             tensor_dep[x_id] -= 1
             if x_stores_grad and tensor_dep[x_id] == 0 and slot[src_op.y_id2idx[x_id]] is not None:
                 g = slot[src_op.y_id2idx[x_id]]
-                yield x, Tensor(device=x.device, data=g, requires_grad=False,
-                                name=src_op.grad_name(src_op.y_id2idx[x_id]))
+                grad = Tensor.__new__(Tensor)   # the constructor minus its device_put (hot path)
+                grad._init(g, x.device, requires_grad=False, name=src_op.grad_name(src_op.y_id2idx[x_id]))
+                yield x, grad
             if op_dep[src_op] == 0:
                 del pending[id(src_op)]
                 if src_op.requires_grad and not isinstance(src_op, Dummy):

@@ -34,10 +34,11 @@ def _mean_over_rows(per_row_sum, n):
 
 def _softmax_ce(static, xs, consts):
     (x,), (t,) = xs, consts
-    logp = jnp.maximum(jax.nn.log_softmax(x, axis=1), _LOG_FLT_MIN)
-    if t.size == x.shape[0]:  # integer class ids
+    logp = jax.nn.log_softmax(x, axis=1)
+    if t.size == x.shape[0]:  # integer class ids: clamp only the picked values (one pass less)
         picked = jnp.take_along_axis(logp, t.reshape(-1, 1).astype(jnp.int32), axis=1)
-        return _mean_over_rows(-jnp.sum(picked), x.shape[0]), None
+        return _mean_over_rows(-jnp.sum(jnp.maximum(picked, _LOG_FLT_MIN)), x.shape[0]), None
+    logp = jnp.maximum(logp, _LOG_FLT_MIN)
     t = t.astype(x.dtype)
     t = t / jnp.sum(t, axis=1, keepdims=True)
     return _mean_over_rows(-jnp.sum(t * logp), x.shape[0]), None
