@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._op import CLASSES, OPS, Op, register
+from ._op import CLASSES, Op, register
 from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training
 from ..tensor import Tensor
 
@@ -375,11 +375,12 @@ def _bn_layout(x):
 
 
 def _bn_train(static, xs, consts):
-    (momentum,), (x, scale, bias), (rm, rv) = static, xs, consts
+    """static = (momentum, eps); returns y and the new running statistics."""
+    (momentum, eps), (x, scale, bias), (rm, rv) = static, xs, consts
     axes, shape = _bn_layout(x)
     xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # statistics in >= float32
     mean, var = jnp.mean(xf, axes), jnp.var(xf, axes)
-    y = (xf - mean.reshape(shape)) * lax.rsqrt(var.reshape(shape) + _BN_EPS)
+    y = (xf - mean.reshape(shape)) * lax.rsqrt(var.reshape(shape) + eps)
     y = (y * scale.reshape(shape) + bias.reshape(shape)).astype(x.dtype)
     n = x.size // x.shape[1]
     mean, var = lax.stop_gradient(mean), lax.stop_gradient(var)
@@ -389,9 +390,9 @@ def _bn_train(static, xs, consts):
 
 
 def _bn_eval(static, xs, consts):
-    (x, scale, bias), (rm, rv) = xs, consts
+    (_, eps), (x, scale, bias), (rm, rv) = static, xs, consts
     _, shape = _bn_layout(x)
-    inv = lax.rsqrt(rv.reshape(shape) + _BN_EPS)
+    inv = lax.rsqrt(rv.reshape(shape) + eps)
     return ((x - rm.reshape(shape)) * inv * scale.reshape(shape) + bias.reshape(shape)).astype(x.dtype), None
 
 
@@ -412,11 +413,13 @@ class _BatchNorm2d(_PureOperator):
 
     SINGA: `running_mean`/`running_var` are Tensors (their `.data` is rebound, so
     `Model.compile` sees the write); a raw array given here is wrapped in a new Tensor.
+    `epsilon` (default 1e-5, SINGA's fixed value) is a singax extra (ONNX import sets it).
     """
 
-    def __init__(self, handle: BatchNormHandle, running_mean: Any, running_var: Any, name: str | None = None):
+    def __init__(self, handle: BatchNormHandle, running_mean: Any, running_var: Any, name: str | None = None,
+                 epsilon: float = _BN_EPS):
         super().__init__(name)
-        self.handle = handle
+        self.handle, self.epsilon = handle, float(epsilon)
         self.running_mean, self.running_var = _as_tensor(running_mean), _as_tensor(running_var)
 
     def forward(self, x, scale, bias):
@@ -427,9 +430,10 @@ class _BatchNorm2d(_PureOperator):
                 raise ValueError(f"batchnorm_2d: expected x (N, C, H, W) or (N, C) and {what} of shape (C,), "
                                  f"got x {tuple(x.shape)} and {what} {tuple(v.shape)}")
         rm, rv = self.running_mean, self.running_var
+        static = (self.handle.factor, self.epsilon)
         if not is_training():
-            return self._run(_bn_eval, (), (x, scale, bias), (rm.data, rv.data))[0]
-        y, (new_rm, new_rv) = self._run(_bn_train, (self.handle.factor,), (x, scale, bias), (rm.data, rv.data))
+            return self._run(_bn_eval, static, (x, scale, bias), (rm.data, rv.data))[0]
+        y, (new_rm, new_rv) = self._run(_bn_train, static, (x, scale, bias), (rm.data, rv.data))
         rm.data, rv.data = new_rm, new_rv
         return y
 

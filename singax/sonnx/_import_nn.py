@@ -2,13 +2,10 @@
 BatchNormalization and the recurrent LSTM/GRU/RNN."""
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from .. import autograd
-from ..autograd.nn import (BatchNormHandle, ConvHandle, CudnnRNNHandle, PoolingHandle, _BatchNorm2d,
-                           _bn_layout, _RNN)
+from ..autograd.nn import BatchNormHandle, ConvHandle, CudnnRNNHandle, PoolingHandle, _BatchNorm2d, _RNN
 from ._importers import Imported, _const, _fail, _op, importer
 
 
@@ -136,44 +133,6 @@ def _gemm(node, opset):
     return Imported(node, lambda A, B, C=None: op(A, B) if C is None else op(A, B, C), op)
 
 
-def _bn_train(static, xs, consts):
-    (momentum, eps), (x, scale, bias), (rm, rv) = static, xs, consts
-    axes, shape = _bn_layout(x)
-    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    mean, var = jnp.mean(xf, axes), jnp.var(xf, axes)
-    y = (xf - mean.reshape(shape)) * lax.rsqrt(var.reshape(shape) + eps)
-    y = (y * scale.reshape(shape) + bias.reshape(shape)).astype(x.dtype)
-    n = x.size // x.shape[1]
-    mean, var = lax.stop_gradient(mean), lax.stop_gradient(var)
-    new_rm = (1 - momentum) * rm + momentum * mean.astype(rm.dtype)
-    new_rv = (1 - momentum) * rv + momentum * (var * (n / max(n - 1, 1))).astype(rv.dtype)
-    return y, (new_rm.astype(rm.dtype), new_rv.astype(rv.dtype))
-
-
-def _bn_eval(static, xs, consts):
-    (_, eps), (x, scale, bias), (rm, rv) = static, xs, consts
-    _, shape = _bn_layout(x)
-    inv = lax.rsqrt(rv.reshape(shape) + eps)
-    return ((x - rm.reshape(shape)) * inv * scale.reshape(shape) + bias.reshape(shape)).astype(x.dtype), None
-
-
-class OnnxBatchNorm(_BatchNorm2d):
-    """`_BatchNorm2d` with ONNX's `epsilon` (singax's own op fixes it at 1e-5)."""
-
-    def __init__(self, handle, running_mean, running_var, epsilon: float = 1e-5, name=None):
-        super().__init__(handle, running_mean, running_var, name=name)
-        self.epsilon = float(epsilon)
-
-    def forward(self, x, scale, bias):
-        rm, rv = self.running_mean, self.running_var
-        static = (self.handle.factor, self.epsilon)
-        if not autograd.training:
-            return self._run(_bn_eval, static, (x, scale, bias), (rm.data, rv.data))[0]
-        y, (new_rm, new_rv) = self._run(_bn_train, static, (x, scale, bias), (rm.data, rv.data))
-        rm.data, rv.data = new_rm, new_rv
-        return y
-
-
 @importer("BatchNormalization")
 def _batchnorm(node, opset):
     if len(node.outputs) > 1 and any(node.outputs[1:]):
@@ -181,7 +140,7 @@ def _batchnorm(node, opset):
     momentum = float(node.getattr("momentum", 0.9))
     eps = float(node.getattr("epsilon", 1e-5))
     # ONNX momentum weights the old running value; SINGA's factor weights the new batch value
-    op = OnnxBatchNorm(None, np.zeros(1, np.float32), np.ones(1, np.float32), eps, name=node.name)
+    op = _BatchNorm2d(None, np.zeros(1, np.float32), np.ones(1, np.float32), name=node.name, epsilon=eps)
 
     def run(x, scale, bias, mean, var):
         if len(x.shape) not in (2, 4):
