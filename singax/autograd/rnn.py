@@ -80,10 +80,10 @@ def _rnn_blocks(h: CudnnRNNHandle):
 # --------------------------------------------------------------------------- RNN
 def _rnn_unflatten(W, h: CudnnRNNHandle):
     """Per (layer, direction): (W_ih, W_hh, b_ih, b_hh) views of the flat weights."""
-    parts, off = [], 0
-    for shape, size in _rnn_blocks(h):
-        parts.append(W[off:off + size].reshape(shape))
-        off += size
+    layout = _rnn_blocks(h)
+    # one split (its gradient is one concatenate; separate slices would cost a pad per block)
+    cuts = np.cumsum([size for _, size in layout])[:-1].tolist()
+    parts = [p.reshape(shape) for p, (shape, _) in zip(jnp.split(W, cuts), layout)]
     n = 4 if h.bias else 2
     blocks = [parts[i:i + n] for i in range(0, len(parts), n)]
     if not h.bias:
