@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import operator
-import re
-import warnings
 from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from . import device as _device
-from ._handle import Handle
 
 from .tensor import (  # noqa: F401
     _F32, _F64, _I32,
@@ -35,123 +31,18 @@ from .tensor import (  # noqa: F401
     _np_input,
     _axis,
     Tensor,
+)
+
+from ._tensor_engine import (  # noqa: E402,F401
     _wrap,
     _fresh,
     _float_of,
     _matrix_vector,
+    _result_dtype,
+    _inplace,
+    _binary_fn,
+    _write,
 )
-
-
-# --- element-wise binary engine (SINGA's promotion, section 1.7) ------------------
-def _result_dtype(a: np.dtype, b: np.dtype | None) -> np.dtype:
-    """SINGA's result dtype of Tensor⊕Tensor (`b` a dtype) or Tensor⊕scalar (`b` None)."""
-    if b is None:
-        return _F64 if a == _F64 else _F32
-    if a == b == _F32:
-        return _F32
-    if a.kind in "biu" and b.kind in "biu":
-        r = np.promote_types(a, b)
-        return _I32 if r == np.bool_ else r
-    return _F64 if _F64 in (a, b) else _F32
-
-
-def _true_div(a, b):
-    # integer results truncate toward zero, like SINGA's float→int cast
-    return lax.div(a, b) if jnp.issubdtype(a.dtype, jnp.integer) else a / b
-
-
-_KERNELS = {
-    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
-    "floordiv": lambda a, b: jnp.floor(a / b), "pow": jnp.power,
-    "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge, "eq": jnp.equal,
-}
-# integer results (both operands integer tensors): division truncates like SINGA's cast, // floors
-_INT_KERNELS = {"div": lax.div, "floordiv": jnp.floor_divide}
-_COMPARISONS = frozenset({"lt", "le", "gt", "ge", "eq"})
-
-
-def _operand(x: Any):
-    """(value, dtype or None for a scalar); None when `x` is not a numeric operand."""
-    if isinstance(x, Tensor):
-        return x.data, x._np_dtype()
-    if isinstance(x, (bool, int, float, np.number, np.bool_)):
-        return float(x), None
-    if isinstance(x, _ARRAY_TYPES) or isinstance(x, np.ndarray):
-        if jnp.ndim(x) == 0:
-            return x, None
-        if isinstance(x, np.ndarray):
-            x = jnp.asarray(_np_input(x, "tensor"))
-        return x, np.dtype(x.dtype)
-    return None
-
-
-def _compute(name: str, x: Any, y: Any, where: str, into: tuple | None = None):
-    """The raw result and device of `x <name> y` (at least one a Tensor), or NotImplemented."""
-    ox, oy = _operand(x), _operand(y)
-    if ox is None or oy is None:
-        return NotImplemented, None
-    (a, da), (b, db) = ox, oy
-    if isinstance(x, Tensor) and isinstance(y, Tensor) and x.device is not y.device:
-        raise ValueError(f"{where}: tensors are on different devices ({x.device} and {y.device}); "
-                         "move one with to_device first")
-    if da is not None and db is not None:
-        rt = _result_dtype(da, db)
-        if a.shape != b.shape or (into is not None and a.shape != into):
-            try:
-                out_shape = np.broadcast_shapes(a.shape, b.shape)
-            except ValueError:
-                raise ValueError(f"{where}: shapes {a.shape} and {b.shape} do not broadcast") from None
-            if into is not None and out_shape != into:
-                raise ValueError(f"{where}: result of shape {out_shape} (from {a.shape} and {b.shape}) "
-                                 f"cannot be stored in place into shape {into}")
-    else:
-        rt = _result_dtype(da if da is not None else db, None)
-    if not isinstance(a, float) and a.dtype != rt:
-        a = a.astype(rt)
-    if not isinstance(b, float) and b.dtype != rt:
-        b = b.astype(rt)
-    kernel = _INT_KERNELS.get(name) if rt.kind in "iu" else None
-    out = (kernel or _KERNELS[name])(a, b)
-    if name in _COMPARISONS:
-        out = out.astype(rt)
-    dev = x.device if isinstance(x, Tensor) else y.device
-    return out, dev
-
-
-def _binary(name: str, x: Any, y: Any, where: str):
-    out, dev = _compute(name, x, y, where)
-    if out is NotImplemented:
-        return NotImplemented
-    return _wrap(out, dev)
-
-
-def _inplace(t: Tensor, name: str, x: Any, where: str) -> Tensor:
-    out, _ = _compute(name, t, x, where, into=t.shape)
-    if out is NotImplemented:
-        return NotImplemented
-    dt = t._np_dtype()
-    t.data = out if out.dtype == dt else out.astype(dt)
-    return t
-
-
-def _binary_fn(name: str, x: Any, y: Any, where: str) -> Tensor:
-    """Module-level form: non-Tensor lhs or non-numeric operands are TypeErrors."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{where}: lhs must be a Tensor, got {type(x).__name__}")
-    out = _binary(name, x, y, where)
-    if out is NotImplemented:
-        raise TypeError(f"{where}: rhs must be a Tensor or a number, got {type(y).__name__}")
-    return out
-
-
-def _write(ret: Tensor, result: Tensor, where: str) -> Tensor:
-    """Store `result` into `ret` in place (SINGA's `ret=`/`out=`); same shape required."""
-    if not isinstance(ret, Tensor):
-        raise TypeError(f"{where}: the output must be a Tensor, got {type(ret).__name__}")
-    if ret.shape != result.shape:
-        raise ValueError(f"{where}: result shape {result.shape} does not match the output shape {ret.shape}")
-    ret.data = result.data.astype(ret._np_dtype())
-    return ret
 
 
 PlaceHolder = Tensor

@@ -96,7 +96,11 @@ class Device:
     def next_key(self) -> jax.Array:
         """Split the device key stream; return a fresh typed PRNG key."""
         raw = self._key.data
-        new, sub = _split(raw)
+        if isinstance(raw, jax.core.Tracer):   # the key is state of a compiled step
+            new, sub = _split(raw)
+        else:   # stays concrete even inside a user's jax.jit, so no tracer leaks into the device
+            with jax.ensure_compile_time_eval():
+                new, sub = _split(raw)
         self._key.data = new
         return jax.random.wrap_key_data(sub)
 

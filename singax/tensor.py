@@ -539,139 +539,21 @@ class Tensor(Handle):
         return _wrap(_fresh(array, self.__dict__["_data"]), self.device)
 
 
-# --- helpers ---------------------------------------------------------------
-def _wrap(array, dev) -> Tensor:
-    """A Tensor with default flags around an array already on `dev` (no device_put)."""
-    t = Tensor.__new__(Tensor)
-    t._init(array, dev)
-    return t
-
-
-def _fresh(array, *sources):
-    """`array`, copied if it is one of `sources` (so no two tensors share a buffer that
-    Model.compile may donate)."""
-    for s in sources:
-        if array is s:
-            return jnp.array(array, copy=True)
-    return array
-
-
-def _device_of(array) -> "_device.Device":
-    try:
-        jdev = next(iter(array.devices()))
-    except Exception:
-        return _device.get_default_device()
-    for d in _device.get_devices() + [_device.get_default_device()]:
-        if d.jax_device == jdev:
-            return d
-    return _device.get_default_device()
-
-
-def _float_of(dt) -> np.dtype:
-    dt = np.dtype(dt)
-    return dt if jnp.issubdtype(dt, jnp.floating) else _F32
-
-
-def _index_int(v: Any) -> int:
-    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
-        return int(v)
-    raise IndexValueError(f"Tensor.__getitem__: slice bounds must be ints, got {v!r}")
-
-
-def _reshape_target(old: tuple, shape: Any, where: str) -> tuple:
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    try:
-        shape = tuple(int(s) for s in shape)
-    except TypeError:
-        raise TypeError(f"{where}: shape must be a sequence of ints, got {shape!r}") from None
-    size = int(np.prod(old, dtype=np.int64))
-    if shape.count(-1) > 1 or any(s < -1 for s in shape):
-        raise ValueError(f"{where}: invalid target shape {shape} (at most one -1, no other negatives)")
-    if -1 in shape:
-        known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
-        if known == 0 or size % known:
-            raise ValueError(f"{where}: cannot reshape {old} ({size} elements) into {shape}")
-        shape = tuple(size // known if s == -1 else s for s in shape)
-    if int(np.prod(shape, dtype=np.int64)) != size:
-        raise ValueError(f"{where}: cannot reshape {old} ({size} elements) into {shape} "
-                         f"({int(np.prod(shape, dtype=np.int64))} elements)")
-    return shape
-
-
-def _fill_value(x: Any, where: str):
-    """A fill value: a Python float, or a 0-d jax array (a tracer inside Model.compile)."""
-    if isinstance(x, _ARRAY_TYPES) and jnp.ndim(x) == 0:
-        return x
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        raise TypeError(f"{where}: expected a number, got {type(x).__name__}") from None
-
-
-# Random fills draw a flat sample whose length is the next power of two and keep the
-# first `size` values: a handful of compiled samplers serve every shape (parameter
-# initialisation would otherwise compile once per shape). Concrete fills finish on the
-# host (no further compiles); traced fills (inside Model.compile) finish with jnp. Both
-# give the same numbers.
-def _bucket(size: int) -> int:
-    return 1 << max(0, size - 1).bit_length()
-
-
-@functools.partial(jax.jit, static_argnames=("n", "kind", "dtype"))
-def _flat_sample(key, n, kind, dtype):
-    if kind == "normal":
-        return jax.random.normal(key, (n,), dtype)
-    return jax.random.uniform(key, (n,), dtype)
-
-
-def _sample(key, kind: str, shape, dtype, finish, *params):
-    size = int(np.prod(shape, dtype=np.int64))
-    flat = _flat_sample(key, _bucket(size), kind, np.dtype(_float_of(dtype)))
-    concrete = not any(isinstance(v, jax.core.Tracer) for v in (flat, *params))
-    z = np.asarray(flat)[:size].reshape(shape) if concrete else flat[:size].reshape(shape)
-    return finish(np if concrete else jnp, z), concrete
-
-
-def _normal(key, mean, std, shape, dtype, device=None):
-    def finish(xp, z):
-        ft = z.dtype
-        return (xp.asarray(mean, ft) + xp.asarray(std, ft) * z).astype(dtype)
-    out, concrete = _sample(key, "normal", shape, dtype, finish, mean, std)
-    return _on(out, device) if concrete and device is not None else out
-
-
-def _uniform(key, low, high, shape, dtype, device=None):
-    def finish(xp, z):
-        ft = z.dtype
-        lo, hi = xp.asarray(low, ft), xp.asarray(high, ft)
-        return (lo + (hi - lo) * z).astype(dtype)
-    out, concrete = _sample(key, "uniform", shape, dtype, finish, low, high)
-    return _on(out, device) if concrete and device is not None else out
-
-
-def _bernoulli(key, p, shape, dtype, device=None):
-    def finish(xp, z):
-        return (z < xp.asarray(p, z.dtype)).astype(dtype)
-    out, concrete = _sample(key, "uniform", shape, dtype, finish, p)
-    return _on(out, device) if concrete and device is not None else out
-
-
-def _matrix_vector(m: Tensor, v: Any, column: bool, where: str):
-    """The raw vector of a column/row op, shaped to broadcast over the 2-D `m`."""
-    if not isinstance(m, Tensor) or m.ndim() != 2:
-        raise ValueError(f"{where}: expected a 2-D tensor, got shape {getattr(m, 'shape', None)}")
-    if not isinstance(v, Tensor):
-        raise TypeError(f"{where}: v must be a Tensor, got {type(v).__name__}")
-    n = m.shape[0] if column else m.shape[1]
-    if v.size() != n:
-        kind = "rows" if column else "columns"
-        raise ValueError(f"{where}: v of shape {v.shape} must have {n} elements (the {kind} of {m.shape})")
-    return jnp.reshape(v.data, (n, 1) if column else (1, n))
-
-
-from ._tensor_functions import *  # noqa: E402,F401,F403
-from ._tensor_functions import (  # noqa: E402,F401
+from ._tensor_engine import (  # noqa: E402,F401
+    _wrap,
+    _fresh,
+    _device_of,
+    _float_of,
+    _index_int,
+    _reshape_target,
+    _fill_value,
+    _bucket,
+    _flat_sample,
+    _sample,
+    _normal,
+    _uniform,
+    _bernoulli,
+    _matrix_vector,
     _result_dtype,
     _true_div,
     _KERNELS,
@@ -683,6 +565,9 @@ from ._tensor_functions import (  # noqa: E402,F401
     _inplace,
     _binary_fn,
     _write,
+)
+from ._tensor_functions import *  # noqa: E402,F401,F403
+from ._tensor_functions import (  # noqa: E402,F401
     _unary,
     _sum_axes,
     _scaled_add,
