@@ -3,7 +3,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 ORDER = ["tensor", "ops-elementwise", "ops-shape", "ops-nn", "layer", "opt", "model", "dist",
-         "dropin", "onnx"]
+         "dropin", "image_tool", "onnx"]
 
 INTRO = """# Coming from SINGA
 

@@ -23,7 +23,7 @@ __all__ = ["install_as_singa", "Snapshot", "SUBMODULES"]
 ALIAS = "singa"
 # singax modules importable as `singa.<name>`; others (sonnx, ...) resolve lazily on import
 SUBMODULES = ("tensor", "autograd", "layer", "model", "opt", "device", "initializer", "utils", "data",
-              "snapshot")
+              "snapshot", "image_tool")
 MSG_OTHER_SINGA = ("install_as_singa: a different module named 'singa' is already imported "
                    "(from {where}); call install_as_singa() (or use `singax run`) before anything "
                    "imports SINGA")
