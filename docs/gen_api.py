@@ -20,7 +20,7 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "docs", "api.md")
 MODULES = ["tensor", "autograd", "layer", "model", "opt", "device", "initializer", "utils", "data",
-           "dist", "sonnx"]
+           "dist", "snapshot", "image_tool", "sonnx"]
 SECTION = re.compile(r"^(Args|Arguments|Attributes|Returns|Yields|Raises|Example|Examples|Note|Notes):\s*$")
 OPERATOR_DUNDERS = {
     "__add__": "+", "__sub__": "-", "__mul__": "*", "__truediv__": "/", "__floordiv__": "//",
