@@ -13,8 +13,6 @@ from . import device as _device
 
 from .tensor import (  # noqa: F401
     _F32, _F64, _I32,
-    int64,
-    bool_,
     _ARRAY_TYPES,
     _on,
     _np_input,

@@ -11,8 +11,6 @@ import os
 import warnings
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from ._handle import Handle
 

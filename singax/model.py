@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import zipfile
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
