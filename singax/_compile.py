@@ -55,9 +55,10 @@ def _static_key(leaf: Any) -> Any:
 class _Entry:
     """One compiled step for one input signature."""
 
-    def __init__(self, state: list[Handle], compiled: Any, out_tree: Any, out_static: list, mesh: Any):
+    def __init__(self, state: list[Handle], compiled: Any, out_tree: Any, out_static: list, mesh: Any,
+                 scan: bool):
         self.state, self.compiled, self.out_tree, self.out_static = state, compiled, out_tree, out_static
-        self.mesh = mesh   # data-parallel mesh (singax.dist) or None
+        self.mesh, self.scan = mesh, scan   # data-parallel mesh (singax.dist) or None; K-step mode
 
 
 class GraphFunction:
@@ -110,7 +111,7 @@ class GraphFunction:
         input_arrays = [x.__dict__["_data"] for x in inputs]
         state_arrays = _unique_buffers([h.__dict__["_data"] for h in entry.state], input_arrays)
         if entry.mesh is not None:
-            state_arrays, input_arrays = _place(entry.mesh, state_arrays, input_arrays, inputs)
+            state_arrays, input_arrays = _place(entry.mesh, state_arrays, input_arrays, inputs, entry.scan)
         new_state, out_arrays = entry.compiled(state_arrays, input_arrays)
         if entry.mesh is not None:
             from .dist import process_local
@@ -188,7 +189,7 @@ class GraphFunction:
         self._known_state = _merge(self._known_state, state)
         compiled = traced.lower().compile()
         self.compile_count += 1
-        return _Entry(state, compiled, record["out_tree"], record["out_static"], mesh)
+        return _Entry(state, compiled, record["out_tree"], record["out_static"], mesh, scan)
 
 
 _TENSOR = object()

@@ -62,6 +62,46 @@ def test_two_processes_with_jax_distributed_equal_one_process():
     np.testing.assert_allclose(result["losses"], single["losses"], rtol=1e-4, atol=1e-5)
 
 
+def test_k_steps_on_four_devices_equal_single_steps_on_one():
+    code = r'''
+import json, numpy as np
+from singax import device, layer, model, opt, tensor
+from singax.dist import DistOpt, clear_mesh
+class MLP(model.Model):
+    def __init__(self):
+        super().__init__()
+        self.l1, self.relu, self.l2 = layer.Linear(8), layer.ReLU(), layer.Linear(3)
+        self.loss = layer.SoftMaxCrossEntropy()
+    def forward(self, x):
+        return self.l2(self.relu(self.l1(x)))
+    def train_one_batch(self, x, y):
+        out = self.forward(x)
+        loss = self.loss(out, y)
+        self.optimizer(loss)
+        return out, loss
+rng = np.random.default_rng(0)
+xs = rng.standard_normal((3, 8, 5)).astype(np.float32)
+ys = rng.integers(0, 3, (3, 8)).astype(np.int32)
+def build(dist):
+    clear_mesh()
+    device.get_default_device().SetRandSeed(0)
+    m = MLP()
+    sgd = opt.SGD(0.1, momentum=0.9)
+    m.optimizer = DistOpt(sgd) if dist else sgd
+    m.compile([tensor.from_numpy(xs[0])], is_train=True, use_graph=True)
+    return m
+single = build(False)
+ref = [float(tensor.to_numpy(single(tensor.from_numpy(x), tensor.from_numpy(y))[1])[0]) for x, y in zip(xs, ys)]
+multi = build(True)
+_, losses = multi.train_steps(tensor.from_numpy(xs), tensor.from_numpy(ys))
+np.testing.assert_allclose(tensor.to_numpy(losses).reshape(-1), ref, rtol=1e-4)
+print("OK")
+'''
+    e = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=240)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
 def test_bad_inputs_raise_clear_errors():
     code = r'''
 import numpy as np, pytest
