@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from . import autograd
-from ._compile import MSG_VALUE_IN_TRACE, GraphFunction  # noqa: F401  (re-exported)
+from ._compile import _VALUE_ERRORS, MSG_VALUE_IN_TRACE, GraphFunction  # noqa: F401  (re-exported)
 try:
     from .layer import Layer
 except ImportError:  # layer module still being written
@@ -131,7 +131,11 @@ class Model(Layer):
                              f"(got {type(inputs).__name__})")
         autograd.training = False
         try:
-            _abstract_forward(self, inputs)
+            try:
+                _abstract_forward(self, inputs)
+            except _VALUE_ERRORS + (RuntimeError,):
+                # forward reads values (e.g. to_numpy on its input): run it for real instead
+                self.forward(*inputs)
         finally:
             autograd.training = is_train
         self.training = is_train

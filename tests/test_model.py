@@ -205,6 +205,20 @@ def test_reading_values_inside_a_compiled_step_says_how_to_fix_it():
         np.testing.assert_array_equal(tensor.to_numpy(v), before[k])
 
 
+def test_compile_runs_a_forward_that_reads_values():
+    class Peeks(MLP):
+        def forward(self, x):
+            self.seen = float(tensor.to_numpy(x).sum())   # a value read: no abstract pass possible
+            return super().forward(x)
+    net = Peeks()
+    net.set_optimizer(opt.SGD(0.1))
+    x = np.ones((4, 5), np.float32)
+    net.compile([tensor.from_numpy(x)], is_train=True, use_graph=False)
+    assert net.seen == 20.0 and tensor.to_numpy(net.get_params()["l1.W"]).std() > 0.01
+    out, loss = net(tensor.from_numpy(x), tensor.from_numpy(np.zeros(4, np.int32)))
+    assert np.isfinite(tensor.to_numpy(loss)).all()
+
+
 def test_compile_rejects_bad_inputs():
     net = MLP()
     with pytest.raises(ValueError, match="non-empty list of Tensors"):
