@@ -90,7 +90,10 @@ class GraphFunction:
         return self._call(args, kwargs, scan=True)
 
     def _call(self, args, kwargs, scan: bool):
-        leaves, tree = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_tensor)
+        if kwargs or any(isinstance(a, (list, tuple, dict)) for a in args):
+            leaves, tree = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_tensor)
+        else:   # flat positional arguments (the usual `model(tx, ty, ...)`): no pytree walk
+            leaves, tree = args, len(args)
         inputs = [x for x in leaves if _is_tensor(x)]
         if scan and (not inputs or len({x.shape[0] if x.shape else None for x in inputs}) != 1
                      or not inputs[0].shape):

@@ -129,6 +129,13 @@ def _axis(axis: Any, ndim: int, where: str) -> int:
     return a
 
 
+@functools.cache
+def _dummy_class():
+    """autograd's leaf operator (imported on first use: autograd imports this module)."""
+    from .autograd._tape import Dummy
+    return Dummy
+
+
 class IndexValueError(ValueError, IndexError):
     """Bad Tensor index: a ValueError as in SINGA, and an IndexError so `for row in t` stops."""
 
@@ -178,8 +185,7 @@ class Tensor(Handle):
             name = f"Dummy#{next(_dummy_count)}"
         self.name = name
         if creator is None:
-            from .autograd._tape import Dummy
-            creator = Dummy(self, name)
+            creator = _dummy_class()(self, name)
         self.creator = creator
 
     __hash__ = object.__hash__
