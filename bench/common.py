@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
+import json
 import os
 import platform
 import re
@@ -128,6 +129,19 @@ def result_path(info: dict, out_dir: str | None = None, suffix: str = "") -> str
     os.makedirs(out_dir, exist_ok=True)
     date = datetime.date.today().isoformat()
     return os.path.join(out_dir, f"{machine_slug(info)}-{date}{suffix}.md")
+
+
+def write_report(args, info: dict, text: str, summary: dict, kind: str) -> None:
+    """Write the Markdown report (unless --no-write) and the JSON summary (if --json)."""
+    if not args.no_write:
+        out_dir = args.out or (os.path.join(os.environ["OUT"], "results") if os.environ.get("OUT") else None)
+        path = result_path(info, out_dir, f"-{kind}" + ("-quick" if args.quick else ""))
+        with open(path, "w") as f:
+            f.write(text)
+        print(f"wrote {path}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=1)
 
 
 # --------------------------------------------------------------------------- memory

@@ -17,7 +17,6 @@ and writes a Markdown report to bench/results/<machine>-<date>-compile.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -241,15 +240,7 @@ def main(argv=None) -> int:
         "mark after that row's warm-up (rows run in order, so it only grows); XLA program = the "
         "compiled step's arguments + outputs + temporaries − donated aliases.", ""] + lines
     text = "\n".join(doc) + "\n"
-    if not args.no_write:
-        out_dir = args.out or (os.path.join(os.environ["OUT"], "results") if os.environ.get("OUT") else None)
-        path = common.result_path(info, out_dir, "-compile" + ("-quick" if args.quick else ""))
-        with open(path, "w") as f:
-            f.write(text)
-        print(f"wrote {path}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out_json, f, indent=1)
+    common.write_report(args, info, text, out_json, "compile")
     return 0
 
 

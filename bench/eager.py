@@ -17,7 +17,6 @@ per configuration. Target: eager CNN step ≤ 2.5× A on CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -186,15 +185,7 @@ def main(argv=None) -> int:
         "Columns: see bench/README.md. traces / compiles = JAX traces and XLA compilations "
         "while that row's timed steps ran (jax.monitoring events); singax eager must show 0 / 0.", ""] + lines
     text = "\n".join(doc) + "\n"
-    if not args.no_write:
-        out_dir = args.out or (os.path.join(os.environ["OUT"], "results") if os.environ.get("OUT") else None)
-        path = common.result_path(info, out_dir, "-eager" + ("-quick" if args.quick else ""))
-        with open(path, "w") as f:
-            f.write(text)
-        print(f"wrote {path}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out_json, f, indent=1)
+    common.write_report(args, info, text, out_json, "eager")
     return 0
 
 
