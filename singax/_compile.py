@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._handle import PRETRACE, Handle, StateLog, next_serial
-from .tensor import Tensor
+from .tensor import Tensor, _wrap
 
 log = logging.getLogger("singax.compile")
 
@@ -225,9 +225,7 @@ def _leaf(array, dev) -> Tensor:
     """A step output: a fresh leaf Tensor (the constructor minus its device lookup)."""
     if dev is None:
         return Tensor(data=array, requires_grad=False)
-    t = Tensor.__new__(Tensor)
-    t._init(array, dev, requires_grad=False)
-    return t
+    return _wrap(array, dev, requires_grad=False)
 
 
 def _unique_buffers(state_arrays: list, input_arrays: list) -> list:

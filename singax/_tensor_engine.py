@@ -22,10 +22,11 @@ from .tensor import (  # noqa: F401
 
 
 # --- helpers ---------------------------------------------------------------
-def _wrap(array, dev) -> Tensor:
-    """A Tensor with default flags around an array already on `dev` (no device_put)."""
+def _wrap(array, dev, requires_grad: bool = True, creator=None, name: str | None = None) -> Tensor:
+    """A Tensor around an array already on `dev`: the constructor minus its device_put
+    (the hot path of operator outputs, gradients and compiled-step outputs)."""
     t = Tensor.__new__(Tensor)
-    t._init(array, dev)
+    t._init(array, dev, requires_grad, False, creator, name)
     return t
 
 

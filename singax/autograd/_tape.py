@@ -8,8 +8,7 @@ from typing import Any, Iterator
 import jax
 import jax.numpy as jnp
 
-from .._handle import Handle
-from ..tensor import Tensor
+from ..tensor import Tensor, _wrap
 
 MSG_NO_SAVED = ("{op}: backward needs values saved by forward, but forward ran with "
                 "autograd.training = False; set autograd.training = True (or call "
@@ -86,14 +85,6 @@ class Operator:
             raise RuntimeError(MSG_NO_SAVED.format(op=self.name))
         dxs = pullback(dys if self._multi_out else dys[0])
         return tuple(_none_if_float0(d) for d in dxs)
-
-
-def _wrap(data, device, requires_grad: bool, creator: "Operator", name: str) -> Tensor:
-    """An operator output: Tensor's constructor minus the device placement (hot path)."""
-    t = Tensor.__new__(Tensor)
-    Handle.__init__(t, data)
-    t.device, t.requires_grad, t.stores_grad, t.name, t.creator = device, requires_grad, False, name, creator
-    return t
 
 
 def _none_if_float0(d):
@@ -189,9 +180,7 @@ def backward(y: Tensor, dy: Any = None) -> Iterator[tuple[Tensor, Tensor]]:
             tensor_dep[x_id] -= 1
             if x_stores_grad and tensor_dep[x_id] == 0 and slot[src_op.y_id2idx[x_id]] is not None:
                 g = slot[src_op.y_id2idx[x_id]]
-                grad = Tensor.__new__(Tensor)   # the constructor minus its device_put (hot path)
-                grad._init(g, x.device, requires_grad=False, name=src_op.grad_name(src_op.y_id2idx[x_id]))
-                yield x, grad
+                yield x, _wrap(g, x.device, False, name=src_op.grad_name(src_op.y_id2idx[x_id]))
             if op_dep[src_op] == 0:
                 del pending[id(src_op)]
                 if src_op.requires_grad and not isinstance(src_op, Dummy):
