@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._op import CLASSES, Op, register
+from ._op import CLASSES, Op, _like, register
 from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training
 from ..tensor import Tensor
 
@@ -198,8 +198,7 @@ class _PureOperator(Operator):
         y = self.__dict__.get("_ys")
         if y is None:
             raise RuntimeError(MSG_NO_SAVED.format(op=self.name))
-        if not hasattr(dy, "shape") or dy.shape != y.shape or dy.dtype != y.dtype:
-            dy = jnp.broadcast_to(jnp.asarray(dy, y.dtype), y.shape)
+        dy = _like(dy, y)
         pull = self.__dict__.get("_pullback")
         if pull is not None:
             dxs = pull(dy)
