@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from . import _cpu_lowering as _cpu
 from ._op import CLASSES, Op, _like, register
 from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training
 from ..tensor import Tensor
@@ -306,7 +307,9 @@ def _pool_forward(x, *, handle, odd_padding=(0, 0, 0, 0)):
     window, strides = (1, 1, h.kernel_h, h.kernel_w), (1, 1, h.stride_h, h.stride_w)
     pads = ((0, 0), (0, 0), (h.pad_h, h.pad_h), (h.pad_w, h.pad_w))
     if h.is_max_pooling:
-        return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, window, strides, pads)
+        return _cpu.cpu_or_default(
+            lambda x: _cpu.max_pool_select(x, window[2:], strides[2:], pads[2:]),
+            lambda x: lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, window, strides, pads), x)
     total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, window, strides, pads)
     ones = jnp.ones((1, 1) + x.shape[2:], x.dtype)
     count = lax.reduce_window(ones, np.array(0, x.dtype), lax.add, window, strides, pads)
