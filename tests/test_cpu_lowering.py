@@ -49,3 +49,28 @@ def test_pooling_row_lowers_without_select_and_scatter_on_cpu():
     x = jax.device_put(np.ones((2, 3, 8, 8), np.float32), jax.devices("cpu")[0])
     hlo = jax.jit(jax.grad(loss)).lower(x).as_text()
     assert "select_and_scatter" not in hlo and "reduce_window" not in hlo
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (7, 5)])
+def test_batch_norm_folded_matches_textbook_formula(shape):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(shape) * 3 + 2).astype(np.float32)
+    scale, bias = rng.standard_normal(shape[1]).astype(np.float32), rng.standard_normal(shape[1]).astype(np.float32)
+    axes = (0,) if len(shape) == 2 else (0, 2, 3)
+    bshape = (1, -1) if len(shape) == 2 else (1, -1, 1, 1)
+
+    def textbook(x, scale, bias):
+        mean, var = jnp.mean(x, axes), jnp.var(x, axes)
+        y = (x - mean.reshape(bshape)) / jnp.sqrt(var.reshape(bshape) + 1e-5)
+        return y * scale.reshape(bshape) + bias.reshape(bshape), mean, var
+
+    def folded(x, scale, bias):
+        return _cpu_lowering.batch_norm_folded(x, scale, bias, axes, bshape, 1e-5)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    got, pull = jax.vjp(lambda *a: folded(*a)[0], x, scale, bias)
+    want, pull_want = jax.vjp(lambda *a: textbook(*a)[0], x, scale, bias)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+    for a, b in zip(folded(x, scale, bias)[1:], textbook(x, scale, bias)[1:]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+    for a, b in zip(pull(dy), pull_want(dy)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)

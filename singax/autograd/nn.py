@@ -381,9 +381,15 @@ def _bn_train(static, xs, consts):
     (momentum, eps), (x, scale, bias), (rm, rv) = static, xs, consts
     axes, shape = _bn_layout(x)
     xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # statistics in >= float32
-    mean, var = jnp.mean(xf, axes), jnp.var(xf, axes)
-    y = (xf - mean.reshape(shape)) * lax.rsqrt(var.reshape(shape) + eps)
-    y = (y * scale.reshape(shape) + bias.reshape(shape)).astype(x.dtype)
+
+    def normalize(xf, scale, bias):
+        mean, var = jnp.mean(xf, axes), jnp.var(xf, axes)
+        y = (xf - mean.reshape(shape)) * lax.rsqrt(var.reshape(shape) + eps)
+        return y * scale.reshape(shape) + bias.reshape(shape), mean, var
+    y, mean, var = _cpu.cpu_or_default(
+        lambda xf, scale, bias: _cpu.batch_norm_folded(xf, scale, bias, axes, shape, eps), normalize,
+        xf, scale, bias)
+    y = y.astype(x.dtype)
     n = x.size // x.shape[1]
     mean, var = lax.stop_gradient(mean), lax.stop_gradient(var)
     new_rm = (1 - momentum) * rm + momentum * mean.astype(rm.dtype)
