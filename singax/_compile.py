@@ -21,15 +21,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._handle import PRETRACE, Handle, StateLog, next_serial
-from .tensor import Tensor, _wrap
+from ._messages import MSG_VALUE_IN_TRACE
+from .tensor._tensor import Tensor, _wrap
 
 log = logging.getLogger("singax.compile")
-
-MSG_VALUE_IN_TRACE = (
-    "{what}: a tensor's value was read inside a compiled step (graph mode). The step is "
-    "traced once and run as one XLA program, so values do not exist while it is built. "
-    "Read values after the call (e.g. `out, loss = model(x, y); tensor.to_numpy(loss)`), "
-    "replace Python `if` on tensor values with tensor ops, or compile with use_graph=False.")
 
 _VALUE_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
                  jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError)

@@ -11,6 +11,8 @@ import pytest
 
 from singax import autograd, opt, tensor
 from singax._compile import GraphFunction
+from singax.opt._base import _WARNED
+from singax.opt._builtin import TRACE_COUNTS
 from singax.autograd import Op, register
 from singax.tensor import Tensor
 
@@ -262,7 +264,7 @@ def test_opt_loss_equals_update_then_step(make):
 
 def test_deprecated_methods_warn_once():
     autograd.training = True
-    opt._WARNED.clear()
+    _WARNED.clear()
     w0, x = _quad_setup()
     o = opt.SGD()
     w = Tensor(data=w0, stores_grad=True, name="W")
@@ -395,11 +397,11 @@ def test_lr_schedule_does_not_retrace_the_jitted_update():
     key = ("SGD", True, True, False)
     p0, grads = _data(3, steps=6, shape=(5, 7, 3))   # a shape no other test uses
     p = Tensor(data=p0.astype(np.float32))
-    before = opt.TRACE_COUNTS[key]
+    before = TRACE_COUNTS[key]
     for g in grads:
         o.apply("w", p, Tensor(data=g.astype(np.float32)))
         o.step()
-    assert opt.TRACE_COUNTS[key] - before == 1
+    assert TRACE_COUNTS[key] - before == 1
     want = ref_sgd(p0, grads, lr=Exp(0.1, 1, 0.5), momentum=0.9, weight_decay=0.01)[-1]
     np.testing.assert_allclose(np.asarray(p.data), want, rtol=2e-5, atol=1e-6)
 

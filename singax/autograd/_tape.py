@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import jax
 import jax.numpy as jnp
 
-from ..tensor import Tensor, _wrap
+from ..tensor._tensor import Tensor, _wrap
 
 MSG_NO_SAVED = ("{op}: backward needs values saved by forward, but forward ran with "
                 "autograd.training = False; set autograd.training = True (or call "

@@ -482,7 +482,7 @@ class Dropout(_PureOperator):
             return x
         dev = self._device
         if dev is None:
-            from ..tensor import _device_of
+            from ..tensor._engine import _device_of
             dev = _device_of(x)
         return self._run(_dropout_fn, (self.ratio,), (x,), (dev.next_key(),))[0]
 

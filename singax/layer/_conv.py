@@ -9,7 +9,7 @@ import numpy as np
 from .. import autograd
 from ..autograd import nn as _nn
 from ..tensor import Tensor
-from .base import Layer, _gauss, _need_rank, _new
+from ._base import Layer, _gauss, _need_rank, _new
 
 
 def _pair(owner: str, what: str, v: Any) -> tuple[int, int]:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from .. import autograd
 from ..initializer import _gaussian, _uniform
 from ..tensor import Tensor
-from .base import Layer, _gauss, _need_rank, _new
+from ._base import Layer, _gauss, _need_rank, _new
 
 
 # --------------------------------------------------------------------------- layers with parameters

@@ -11,7 +11,7 @@ from .. import autograd
 from ..autograd import nn as _nn
 from ..initializer import _uniform
 from ..tensor import Tensor
-from .base import Layer, _gauss, _need_rank, _new, _raw
+from ._base import Layer, _gauss, _need_rank, _new, _raw
 
 
 # --------------------------------------------------------------------------- recurrent

@@ -12,7 +12,7 @@ import optax
 from .. import tensor
 from .._handle import concrete
 from ..tensor import Tensor
-from .base import Optimizer, _compute_dtype, _require
+from ._base import Optimizer, _compute_dtype, _require
 
 _LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 

@@ -9,7 +9,7 @@ import optax
 
 from .. import tensor
 from ..tensor import Tensor
-from .base import Optimizer, _compute_dtype, _is_tracer
+from ._base import Optimizer, _compute_dtype, _is_tracer
 
 
 # --- any optax transform -----------------------------------------------------------

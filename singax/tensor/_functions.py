@@ -1,5 +1,4 @@
-"""Tensor arithmetic engine (SINGA promotion rules) and the module-level functions of
-`singax.tensor` (singa-api 1.6). Re-exported by `singax.tensor`; import from there."""
+"""The module-level functions of `singax.tensor` (SINGA's `tensor.add`, `tensor.mult`, ...)."""
 from __future__ import annotations
 
 import functools
@@ -9,32 +8,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from . import device as _device
+from .. import device as _device
 
-from .tensor import (  # noqa: F401
-    _F32, _F64, _I32,
-    float32,
-    dtype_name,
-    _ARRAY_TYPES,
-    to_np_dtype,
-    _on,
-    _is_tracer,
-    _value_in_trace,
-    _np_input,
-    _axis,
-    Tensor,
-)
+from ._engine import (_ARRAY_TYPES, _F32, _F64, _I32, _axis, _float_of, _fresh, _is_tracer,
+                      _np_input, _on, _result_dtype, _value_in_trace, dtype_name, float32, to_np_dtype)
+from ._tensor import Tensor, _binary, _inplace, _matrix_vector, _wrap
 
-from ._tensor_engine import (  # noqa: E402,F401
-    _wrap,
-    _fresh,
-    _float_of,
-    _matrix_vector,
-    _result_dtype,
-    _inplace,
-    _binary_fn,
-    _write,
-)
+
+def _binary_fn(name: str, x: Any, y: Any, where: str) -> Tensor:
+    """Module-level form: non-Tensor lhs or non-numeric operands are TypeErrors."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{where}: lhs must be a Tensor, got {type(x).__name__}")
+    out = _binary(name, x, y, where)
+    if out is NotImplemented:
+        raise TypeError(f"{where}: rhs must be a Tensor or a number, got {type(y).__name__}")
+    return out
+
+
+def _write(ret: Tensor, result: Tensor, where: str) -> Tensor:
+    """Store `result` into `ret` in place (SINGA's `ret=`/`out=`); same shape required."""
+    if not isinstance(ret, Tensor):
+        raise TypeError(f"{where}: the output must be a Tensor, got {type(ret).__name__}")
+    if ret.shape != result.shape:
+        raise ValueError(f"{where}: result shape {result.shape} does not match the output shape {ret.shape}")
+    ret.data = result.data.astype(ret._np_dtype())
+    return ret
 
 
 PlaceHolder = Tensor
