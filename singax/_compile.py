@@ -112,7 +112,7 @@ class GraphFunction:
             state_arrays, input_arrays = _place(entry.mesh, state_arrays, input_arrays, inputs, entry.scan)
         new_state, out_arrays = entry.compiled(state_arrays, input_arrays)
         if entry.mesh is not None:
-            from .dist import process_local
+            from ._mesh import process_local
             out_arrays = [process_local(a) for a in out_arrays]
         for h, a in zip(entry.state, new_state):
             h.__dict__["_data"] = a
@@ -159,7 +159,7 @@ class GraphFunction:
         return step
 
     def _build(self, args, kwargs, inputs: list[Tensor], scan: bool) -> _Entry:
-        from .dist import active_mesh
+        from ._mesh import active_mesh
         mesh = active_mesh()
         input_ids = {id(x) for x in inputs}
         state = [h for h in self._known_state if id(h) not in input_ids]
@@ -208,10 +208,10 @@ def _merge(old: list, new: list) -> list:
 
 def _place(mesh, state_arrays: list, input_arrays: list, inputs: list, scan: bool = False):
     """Replicate the state and shard each input's batch axis over the data-parallel mesh."""
-    from .dist import replicate, shard_batch
+    from ._mesh import replicate, shard_batch
     state_arrays = [replicate(a, mesh) for a in state_arrays]
     if scan:  # axis 0 counts steps; the batch is axis 1
-        from .dist import batch_sharded_axis
+        from ._mesh import batch_sharded_axis
         return state_arrays, [batch_sharded_axis(a, mesh, 1, x.name) for a, x in zip(input_arrays, inputs)]
     return state_arrays, [shard_batch(a, mesh, x.name) for a, x in zip(input_arrays, inputs)]
 

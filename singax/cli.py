@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command in ("-V", "--version", "version"):
         import jax
-        from . import __version__
+        from ._version import __version__
         print(f"singax {__version__} (jax {jax.__version__})")
         return 0
     if command == "run":

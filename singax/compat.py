@@ -85,7 +85,7 @@ class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def _facade() -> types.ModuleType:
-    import singax
+    singax = importlib.import_module("singax")  # by name, like the submodules below: the package imports this module
     facade = types.ModuleType(ALIAS, "singax registered under SINGA's name (see singax.compat).")
     facade.__path__ = []  # a package, so `import singa.x` goes through the finder
     facade.__spec__ = importlib.machinery.ModuleSpec(ALIAS, None, is_package=True)

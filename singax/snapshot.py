@@ -130,7 +130,7 @@ class Snapshot:
         self._names: set = set()
         if self.mode:
             with open(self.prefix + ".bin", "wb"), open(self.prefix + ".desc", "w") as desc:
-                from . import __version__
+                from ._version import __version__
                 desc.write(f"singax {__version__} snapshot (SINGA record format)\n")
         else:
             path = self.prefix + ".bin"

@@ -11,7 +11,7 @@ ort = pytest.importorskip("onnxruntime", reason="the ONNX tests need onnxruntime
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from singax import autograd, layer, model, opt, sonnx, tensor  # noqa: E402
-from singax.autograd.nn import CudnnRNNHandle  # noqa: E402
+from singax.autograd.rnn import CudnnRNNHandle  # noqa: E402
 from singax.tensor import Tensor  # noqa: E402
 from test_ops import cases, sample_inputs  # noqa: E402
 

@@ -22,15 +22,3 @@ from .binary import shape  # noqa: E402,F401  (the op, not the submodule)
 
 # SINGA exports its Operator classes from this module by their class names.
 globals().update(CLASSES)
-
-
-def __getattr__(name):
-    # SINGA-2 layer names (autograd.Conv2d, autograd.Linear, ...) live in singax.layer.
-    from .. import layer
-    if name in _LAYER_ALIASES and hasattr(layer, name):
-        return getattr(layer, name)
-    raise AttributeError(f"module 'singax.autograd' has no attribute {name!r}")
-
-
-_LAYER_ALIASES = ("Layer", "Linear", "Conv2d", "SeparableConv2d", "BatchNorm2d", "Pooling2d",
-                  "MaxPool2d", "AvgPool2d", "MaxPool1d", "AvgPool1d", "RNN_Base", "RNN", "LSTM")

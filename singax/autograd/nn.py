@@ -549,11 +549,3 @@ def embedding(x: Tensor, w: Tensor) -> Tensor:
 def cossim(a: Tensor, b: Tensor) -> Tensor:
     """Cosine similarity of matching rows of `a` and `b` (B, D) -> (B,)."""
     return CosSim()(a, b)[0]
-
-
-def __getattr__(name: str):
-    # the RNN operator moved to rnn.py; keep `nn.CudnnRNNHandle` and friends working
-    from . import rnn
-    if hasattr(rnn, name):
-        return getattr(rnn, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

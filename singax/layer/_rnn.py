@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 
 from .. import autograd
-from ..autograd import nn as _nn
+from ..autograd.rnn import CudnnRNNHandle
 from ..initializer import _uniform
 from ..tensor import Tensor
 from ._base import Layer, _gauss, _need_rank, _new, _raw
@@ -190,7 +190,7 @@ class CudnnRNN(Layer):
         self.W = W
 
     def _build(self, shape: tuple) -> None:
-        self.handle = _nn.CudnnRNNHandle(self._time_major(shape), self.hidden_size, self.rnn_mode,
+        self.handle = CudnnRNNHandle(self._time_major(shape), self.hidden_size, self.rnn_mode,
                                          self.num_layers, self.bias, self.dropout, self.bidirectional)
         self._shape = shape
 

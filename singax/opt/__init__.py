@@ -17,11 +17,3 @@ from ._optax import Optax
 
 __all__ = ["DecayScheduler", "Constant", "ExponentialDecay", "Optimizer", "SGD", "RMSProp",
            "AdaGrad", "Adam", "Optax"]
-
-
-def __getattr__(name: str):
-    # SINGA exposes DistOpt from singa.opt; it lives in singax.dist (imported lazily: no cycle)
-    if name == "DistOpt":
-        from .dist import DistOpt
-        return DistOpt
-    raise AttributeError(f"module 'singax.opt' has no attribute {name!r}")

@@ -517,7 +517,7 @@ _GATE_ORDER = {2: [0, 3, 1, 2],   # singax/cuDNN i,f,g,o -> ONNX i,o,f,c
 
 @exporter("_RNN")
 def _rnn(e: _Emit) -> None:
-    from ..autograd.nn import _rnn_blocks
+    from ..autograd.rnn import _rnn_blocks
     op, h = e.op, e.op.handle
     W = e.leaves[3]
     if W is None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import autograd
-from ..autograd.nn import BatchNormHandle, ConvHandle, CudnnRNNHandle, PoolingHandle, _BatchNorm2d, _RNN
+from ..autograd.nn import BatchNormHandle, ConvHandle, PoolingHandle, _BatchNorm2d
+from ..autograd.rnn import _RNN, CudnnRNNHandle
 from ._importers import Imported, _const, _fail, _op, importer
 
 

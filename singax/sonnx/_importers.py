@@ -186,7 +186,3 @@ def _softmax(node, opset):
         return log(y)[0] if log is not None else y
     return Imported(node, run, op)
 
-
-# The other op families register their builders in IMPORTERS when imported (they import the
-# helpers above, so this import comes last).
-from . import _import_values, _import_nn  # noqa: E402,F401

@@ -26,7 +26,7 @@ _DUMMY = re.compile(r"Dummy#\d+")
 @functools.cache
 def _dummy_class():
     """autograd's leaf operator (imported on first use: autograd imports this module)."""
-    from ..autograd._tape import Dummy  # layering: the inherent Tensor <-> tape edge
+    from ..autograd._tape import Dummy  # layering: a Tensor's creator is the tape's leaf (the one cycle)
     return Dummy
 
 
