@@ -20,7 +20,7 @@ from . import device, tensor, autograd, initializer, layer, opt, model, utils, d
 from .compat import install_as_singa  # noqa: F401
 
 # SINGA-2 layer names that SINGA also exports from `autograd`, and SINGA's `opt.DistOpt`:
-# singax keeps them in the layer above (layer, dist) and wires them here.
+# singax keeps them in the layer above (layer, dist) and wires them here, outside `__all__`.
 SINGA_AUTOGRAD_LAYERS = ("Layer", "Linear", "Conv2d", "SeparableConv2d", "BatchNorm2d", "Pooling2d",
                          "MaxPool2d", "AvgPool2d", "MaxPool1d", "AvgPool1d", "RNN_Base", "RNN", "LSTM")
 for _name in SINGA_AUTOGRAD_LAYERS:

@@ -18,7 +18,16 @@ from .nn import *  # noqa: E402,F401,F403
 from .rnn import *  # noqa: E402,F401,F403
 from .losses import *  # noqa: E402,F401,F403
 from .gradcheck import check_grads  # noqa: E402,F401
+from . import shape as _shape_family  # noqa: E402
 from .binary import shape  # noqa: E402,F401  (the op, not the submodule)
 
 # SINGA exports its Operator classes from this module by their class names.
 globals().update(CLASSES)
+
+__all__ = list(dict.fromkeys([
+    "Operator", "Operation", "Dummy", "backward", "gradients", "infer_dependency", "axis_helper",
+    "back_broadcast", "ctensor2numpy", "Op", "OPS", "CLASSES", "register", "BuiltinOperator",
+    "CTensor", "training", "check_grads",
+    *elementwise.__all__, *binary.__all__, *reduce.__all__, *_shape_family.__all__, *nn.__all__,
+    *rnn.__all__, *losses.__all__, *CLASSES,
+]))

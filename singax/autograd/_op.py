@@ -228,10 +228,16 @@ def _make_function(spec: Op, cls: type) -> Callable:
     return fn
 
 
-def register(*specs: Op):
-    """Create the Operator class and the function of each row; return the functions."""
+def register(*specs: Op, export: list | None = None):
+    """Create the Operator class and the function of each row; return the functions.
+
+    `export` is the calling family's `__all__`: each row's name is appended to it (the
+    family binds that name to the row's function, or to a wrapper of it).
+    """
     fns = []
     for spec in specs:
+        if export is not None:
+            export.append(spec.name)
         cls = type(spec.cls, (BuiltinOperator,), {"spec": spec, "__doc__": spec.doc or None,
                                                    "__module__": "singax.autograd"})
         OPS[spec.name] = spec

@@ -14,12 +14,8 @@ from jax import lax
 
 from ._op import Op, register
 
-__all__ = [
-    "relu", "sigmoid", "tanh", "exp", "log", "sqrt", "abs", "sign", "negative", "reciprocal",
-    "softplus", "softsign", "cos", "sin", "tan", "cosh", "sinh", "acos", "asin", "atan",
-    "acosh", "asinh", "atanh", "ceil", "floor", "round", "rounde", "erf", "identity",
-    "leakyrelu", "elu", "selu", "hardsigmoid", "clip", "prelu", "softmax",
-]
+# the hand-written names; `register(..., export=__all__)` adds each row's name
+__all__: list[str] = []
 
 _erf_np = np.vectorize(math.erf, otypes=[np.float64])
 _SHAPES = [((3, 4),), ((2, 3, 2),)]
@@ -102,6 +98,7 @@ relu, sigmoid, tanh, exp, log, sqrt, abs, sign, negative, reciprocal = register(
     Op("sign", jnp.sign, domain="nonzero", ref=np.sign, doc="-1, 0 or +1; zero gradient."),
     Op("negative", jnp.negative, ref=np.negative, doc="-x."),
     Op("reciprocal", lambda x: 1 / x, domain="nonzero", ref=lambda x: 1 / x, doc="1 / x."),
+    export=__all__,
 )
 
 softplus, softsign, cos, sin, tan, cosh, sinh, acos, asin, atan, acosh, asinh, atanh = register(
@@ -120,6 +117,7 @@ softplus, softsign, cos, sin, tan, cosh, sinh, acos, asin, atan, acosh, asinh, a
     Op("acosh", jnp.arccosh, domain="above1", ref=np.arccosh, doc="Inverse hyperbolic cosine (x > 1)."),
     Op("asinh", jnp.arcsinh, ref=np.arcsinh, doc="Inverse hyperbolic sine."),
     Op("atanh", jnp.arctanh, domain="unit", ref=np.arctanh, doc="Inverse hyperbolic tangent (abs(x) < 1)."),
+    export=__all__,
 )
 
 ceil, floor, round, rounde, erf, identity = register(
@@ -134,6 +132,7 @@ ceil, floor, round, rounde, erf, identity = register(
            "SINGA: its backward returns 2/sqrt(pi)*exp(-dy**2) (uses dy for x, ignores dy); "
            "singax returns the true gradient."),
     Op("identity", lambda x: x, ref=lambda x: x, doc="y = x."),
+    export=__all__,
 )
 
 leakyrelu, elu, selu, hardsigmoid, clip, prelu, softmax = register(
@@ -169,4 +168,5 @@ leakyrelu, elu, selu, hardsigmoid, clip, prelu, softmax = register(
        ref=_softmax_ref,
        doc="Softmax over the trailing block shape[axis:] (ONNX opset <= 11, as SINGA): a 4-D "
            "input with axis=1 is normalised over C*H*W jointly; axis=-1 means the last dim only."),
+    export=__all__,
 )

@@ -19,10 +19,10 @@ from ._op import CLASSES, Op, register
 from .nn import _PureOperator
 from ..tensor import Tensor
 
-__all__ = [
+# the hand-written names; `register(..., export=__all__)` adds each row's name
+__all__: list[str] = [
     "SoftMaxCrossEntropy", "softmax_cross_entropy", "CrossEntropy", "cross_entropy",
-    "BinaryCrossEntropy", "binary_cross_entropy", "MeanSquareError", "mse_loss",
-    "RankingLoss", "ranking_loss",
+    "BinaryCrossEntropy", "binary_cross_entropy", "MeanSquareError", "mse_loss", "RankingLoss",
 ]
 
 _LOG_FLT_MIN = float(np.log(np.finfo(np.float32).tiny))  # SINGA clamps p at FLT_MIN
@@ -181,5 +181,6 @@ ranking_loss = register(Op(
     shapes=[((4, 1), (4, 1)), ((5,), (5,))], samples=[{}, {"M": 0.5}], check=_ranking_check,
     ref=lambda pos, neg, M=0.2: (np.sum(np.maximum(0.0, M - pos + neg)) / pos.shape[0]).reshape(1),
     doc="Margin ranking loss sum(max(0, M - pos + neg)) / pos.shape[0], shape (1,). "
-        "SINGA: ignores dy and asserts training; singax scales by dy and works in eval too."))
+        "SINGA: ignores dy and asserts training; singax scales by dy and works in eval too."),
+    export=__all__)
 RankingLoss = CLASSES["RankingLoss"]

@@ -19,10 +19,10 @@ from ._op import CLASSES, Op, _like, register
 from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training
 from ..tensor import Tensor
 
-__all__ = [
-    "ConvHandle", "PoolingHandle", "BatchNormHandle",
-    "_Conv2d", "conv2d", "_Pooling2d", "pooling_2d", "_BatchNorm2d", "batchnorm_2d",
-    "Dropout", "dropout", "Embedding", "embedding", "CosSim", "cossim",
+# the hand-written names; `register(..., export=__all__)` adds each row's name
+__all__: list[str] = [
+    "ConvHandle", "PoolingHandle", "BatchNormHandle", "_Conv2d", "_Pooling2d", "_BatchNorm2d",
+    "batchnorm_2d", "Dropout", "dropout", "Embedding", "CosSim",
 ]
 
 
@@ -278,7 +278,8 @@ _CONV_SAMPLES = [
 register(Op("conv2d", _conv_forward, cls="_Conv2d", inputs=None,
             attrs=(("handle", None), ("odd_padding", (0, 0, 0, 0))),
             samples=_CONV_SAMPLES, shapes=[()], sample=_conv_sample, ref=_np_conv, check=_conv_check,
-            doc="2-D cross-correlation, NCHW; `_Conv2d(handle, odd_padding=(0, 0, 0, 0))(x, W[, b])`."))
+            doc="2-D cross-correlation, NCHW; `_Conv2d(handle, odd_padding=(0, 0, 0, 0))(x, W[, b])`."),
+         export=__all__)
 _Conv2d = _cls("_Conv2d")
 
 
@@ -352,7 +353,8 @@ register(Op("pooling_2d", _pool_forward, cls="_Pooling2d",
                      dict(handle=PoolingHandle((1, 2, 6, 5), (2, 3), (1, 2), (1, 1), False),
                           odd_padding=(1, 0, 0, 1))],
             sample=_pool_sample, ref=_np_pool, check=_pool_check,
-            doc="2-D max or average pooling, NCHW; `_Pooling2d(handle, odd_padding)(x)`."))
+            doc="2-D max or average pooling, NCHW; `_Pooling2d(handle, odd_padding)(x)`."),
+         export=__all__)
 _Pooling2d = _cls("_Pooling2d")
 
 
@@ -537,6 +539,7 @@ register(
     Op("cossim", _cossim_forward, cls="CosSim", inputs=2, shapes=[((3, 4), (3, 4)), ((1, 6), (1, 6))],
        domain="nonzero", ref=_np_cossim, check=_cossim_check,
        doc="Row-wise cosine similarity of two (B, D) tensors -> (B,)."),
+    export=__all__,
 )
 Embedding, CosSim = _cls("Embedding"), _cls("CosSim")
 

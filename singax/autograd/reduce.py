@@ -7,7 +7,8 @@ import numpy as np
 
 from ._op import Op, register
 
-__all__ = ["reduce_sum", "reduce_mean", "globalaveragepool"]
+# the hand-written names; `register(..., export=__all__)` adds each row's name
+__all__: list[str] = []
 
 
 def _reduce_axes(op: str, axes, rank: int) -> tuple:
@@ -80,4 +81,5 @@ reduce_sum, reduce_mean, globalaveragepool = register(
                                                            keepdims=True),
        doc="Mean over the spatial axes: (N, C, H, W) -> (N, C, 1, 1), or (N, H, W, C) -> "
            "(N, 1, 1, C) with data_format='channels_last'. Any rank >= 3 works."),
+    export=__all__,
 )

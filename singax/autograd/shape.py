@@ -15,9 +15,8 @@ import numpy as np
 from ._op import OPS, Op, register
 from ..tensor import Tensor
 
-__all__ = ["reshape", "flatten", "transpose", "squeeze", "unsqueeze", "cat", "split", "slice",
-           "gather", "tile", "expand", "pad", "upsample", "depth_to_space", "space_to_depth",
-           "where", "scatter_elements"]
+# the hand-written names; `register(..., export=__all__)` adds each row's name
+__all__: list[str] = []
 
 _pyslice = builtins.slice  # this module defines SINGA's `slice`
 
@@ -527,6 +526,7 @@ def _ref_scatter_elements(x, indices, updates, axis=0):
        ref=_ref_scatter_elements,
        doc="ONNX ScatterElements: write `updates` at `indices` along `axis`; any rank.\n\n"
            "SINGA: 2-d only there. No gradient flows to `updates` (a constant attribute)."),
+    export=__all__,
 )
 
 def transpose(x: Tensor, shape: Sequence[int] | None = None) -> Tensor:
