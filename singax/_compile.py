@@ -26,6 +26,9 @@ from .tensor._tensor import Tensor, _wrap
 
 log = logging.getLogger("singax.compile")
 
+# a trace that meets state it did not know is redone with that state, at most this often
+MAX_TRACES = 4
+
 _VALUE_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
                  jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError)
 
@@ -163,7 +166,7 @@ class GraphFunction:
         mesh = active_mesh()
         input_ids = {id(x) for x in inputs}
         state = [h for h in self._known_state if id(h) not in input_ids]
-        for _ in range(4):
+        for _ in range(MAX_TRACES):
             record: dict = {}
             step = self._step_fn(state, args, kwargs, inputs, record)
             if scan:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import jax
+
 _serial = itertools.count()
 
 
@@ -38,7 +40,7 @@ class StateLog:
         # (an optimizer slot, a lazily created parameter) that the trace now updates. Concrete
         # writes to new handles (creating and initialising them) are real and stay.
         if handle._serial < self.first_serial or (
-                _is_tracer(value) and old is not None and not _is_tracer(old)):
+                is_tracer(value) and old is not None and not is_tracer(old)):
             self.original[key] = old
             self.written[key] = handle
 
@@ -55,8 +57,8 @@ class StateLog:
         StateLog.active = self._outer
 
 
-def _is_tracer(x: Any) -> bool:
-    import jax
+def is_tracer(x: Any) -> bool:
+    """True for a value being traced (inside jit, grad or a compiled step)."""
     return isinstance(x, jax.core.Tracer)
 
 
@@ -68,7 +70,7 @@ def concrete(handle: "Handle"):
     """The handle's concrete array, also while a compiled step is being traced (state
     made from a parameter's value, e.g. float32 master weights, needs it)."""
     data = handle.__dict__["_data"]
-    if not _is_tracer(data):
+    if not is_tracer(data):
         return data
     if id(handle) in PRETRACE:
         return PRETRACE[id(handle)]

@@ -21,6 +21,11 @@ from ._mesh import active_mesh, clear_mesh, use_mesh
 
 __all__ = ["DistOpt", "init_distributed", "active_mesh", "use_mesh", "clear_mesh"]
 
+# SINGA's defaults for its communication buffer and fusion threshold (elements); accepted
+# and ignored, since XLA fuses and schedules the all-reduce itself
+SINGA_BUFFER_SIZE = 4194304
+SINGA_FUSION_THRESHOLD = 2097152
+
 
 def init_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
                      process_id: int | None = None, local_device_ids: Sequence[int] | None = None) -> None:
@@ -59,7 +64,7 @@ class DistOpt:
     """
 
     def __init__(self, opt: Any = None, nccl_id: Any = None, local_rank: int | None = None,
-                 world_size: int | None = None, buffSize: int = 4194304,
+                 world_size: int | None = None, buffSize: int = SINGA_BUFFER_SIZE,
                  devices: Sequence[jax.Device] | None = None):
         from .opt import SGD, Optimizer
         opt = SGD() if opt is None else opt
@@ -137,12 +142,12 @@ class DistOpt:
             jax.device_put(0.0, d).block_until_ready()
 
     # --- training steps --------------------------------------------------------
-    def backward_and_update(self, loss, threshold: int = 2097152) -> None:
+    def backward_and_update(self, loss, threshold: int = SINGA_FUSION_THRESHOLD) -> None:
         """Backward, then update every parameter with the global-batch gradient."""
         self.opt.call(loss)
         self.opt.step()
 
-    def backward_and_update_half(self, loss, threshold: int = 2097152, clipping: bool = False,
+    def backward_and_update_half(self, loss, threshold: int = SINGA_FUSION_THRESHOLD, clipping: bool = False,
                                  clip_Value: float = 100) -> None:
         """As `backward_and_update`, with gradients rounded through float16 (SINGA sends
         them in float16) and optionally clipped to [-clip_Value, clip_Value]."""
@@ -159,7 +164,7 @@ class DistOpt:
             pairs.append((p, g))
         self._apply(pairs)
 
-    def backward_and_partial_update(self, loss, threshold: int = 2097152) -> None:
+    def backward_and_partial_update(self, loss, threshold: int = SINGA_FUSION_THRESHOLD) -> None:
         """SINGA applies local gradients and averages one slice of the parameters per
         call. With global gradients every replica is identical, so averaging a slice
         changes nothing: this equals `backward_and_update` (the cycling slice index
@@ -167,7 +172,7 @@ class DistOpt:
         self.backward_and_update(loss, threshold)
         self.partial += 1
 
-    def backward_and_sparse_update(self, loss, threshold: int = 2097152, spars: float = 0.05,
+    def backward_and_sparse_update(self, loss, threshold: int = SINGA_FUSION_THRESHOLD, spars: float = 0.05,
                                    topK: bool = False, corr: bool = True) -> None:
         """Update with a sparsified gradient, as SINGA's sparse all-reduce does.
 

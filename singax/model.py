@@ -19,13 +19,8 @@ from typing import Sequence
 import numpy as np
 
 from . import autograd
-from ._compile import _VALUE_ERRORS, MSG_VALUE_IN_TRACE, GraphFunction  # noqa: F401  (re-exported)
-try:
-    from .layer import Layer
-except ImportError:  # layer module still being written
-    class Layer:  # type: ignore[no-redef]
-        def __init__(self):
-            pass
+from ._compile import _VALUE_ERRORS, GraphFunction
+from .layer import Layer
 from .tensor import Tensor, from_numpy, to_numpy
 
 __all__ = ["Model", "CheckpointExistsError"]

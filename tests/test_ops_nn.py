@@ -1,4 +1,4 @@
-"""Neural-network operators and losses (singa-api 2.9, 2.10) against numpy loops,
+"""Neural-network operators and losses against numpy loops,
 finite differences and SINGA's formulas. The op table (tests/test_ops.py) covers
 the rows again with its own samples."""
 import jax

@@ -224,7 +224,7 @@ def _make_function(spec: Op, cls: type) -> Callable:
         return ys[0] if len(ys) == 1 else ys
 
     fn.__name__ = fn.__qualname__ = spec.name
-    fn.__doc__ = spec.doc or f"Apply the `{spec.cls}` operator (see singa-api)."
+    fn.__doc__ = spec.doc or f"Apply the `{spec.cls}` operator."
     return fn
 
 

@@ -1,4 +1,4 @@
-"""Binary and n-ary operators (singa-api 2.5), comparisons, logic and the
+"""Binary and n-ary operators, comparisons, logic and the
 forward-only ops of 2.6, one row each.
 
 Broadcasting gradients are un-broadcast by `jax.vjp` itself. This module

@@ -1,4 +1,4 @@
-"""Element-wise operators (singa-api 2.4): y = f(x), one row each.
+"""Element-wise operators: y = f(x), one row each.
 
 Backwards come from `jax.vjp` unless SINGA fixes a value at a kink (relu,
 leakyrelu, abs at 0; clip's inclusive and hardsigmoid's strict bounds).
@@ -80,7 +80,12 @@ def _hardsigmoid_grad(dy, x, y, alpha=0.2, gamma=0.5):
     return dy * alpha * ((z > 0) & (z < 1))   # strict: 0 on the plateau edges, as SINGA
 
 
-def _selu(x, alpha=1.67326, gamma=1.0507):
+# SELU's constants: exact (ONNX's defaults) and SINGA's rounded defaults
+SELU_ALPHA, SELU_GAMMA = 1.6732632423543772, 1.0507009873554805
+SINGA_SELU_ALPHA, SINGA_SELU_GAMMA = 1.67326, 1.0507
+
+
+def _selu(x, alpha=SINGA_SELU_ALPHA, gamma=SINGA_SELU_GAMMA):
     return gamma * jnp.where(x > 0, x, alpha * jnp.expm1(jnp.minimum(x, 0)))
 
 
@@ -145,9 +150,11 @@ leakyrelu, elu, selu, hardsigmoid, clip, prelu, softmax = register(
        attrs=(("alpha", 1.0),), domain="nonzero", samples=[{}, {"alpha": 0.5}],
        ref=lambda x, alpha=1.0: np.where(x >= 0, x, alpha * np.expm1(np.minimum(x, 0))),
        doc="x if x >= 0 else alpha*(e**x - 1)."),
-    Op("selu", _selu, cls="SeLU", attrs=(("alpha", 1.67326), ("gamma", 1.0507)), domain="nonzero",
+    Op("selu", _selu, cls="SeLU", attrs=(("alpha", SINGA_SELU_ALPHA), ("gamma", SINGA_SELU_GAMMA)),
+       domain="nonzero",
        samples=[{}, {"alpha": 1.5, "gamma": 2.0}],
-       ref=lambda x, alpha=1.67326, gamma=1.0507: gamma * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
+       ref=lambda x, alpha=SINGA_SELU_ALPHA, gamma=SINGA_SELU_GAMMA:
+           gamma * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
        doc="gamma*x if x > 0 else gamma*alpha*(e**x - 1) (SINGA's 5-6 digit defaults)."),
     Op("hardsigmoid", lambda x, alpha=0.2, gamma=0.5: jnp.clip(alpha * x + gamma, 0, 1),
        grad=_hardsigmoid_grad, cls="HardSigmoid", attrs=(("alpha", 0.2), ("gamma", 0.5)),

@@ -1,4 +1,4 @@
-"""Losses (singa-api 2.10): each returns a shape-(1,) tensor.
+"""Losses: each returns a shape-(1,) tensor.
 
 The target `t` is a constructor argument kept as the raw array `.t`, never an op
 input, so it gets no gradient. Forward and backward are one jitted pure function
@@ -61,7 +61,7 @@ def _mse(static, xs, consts):
     return (jnp.sum((x - t.astype(x.dtype)) ** 2) / x.size).reshape(1), None
 
 
-def _raw(t: Any):
+def _array_of(t: Any):
     if isinstance(t, Tensor):
         return t.data
     return t if isinstance(t, (jax.Array, jax.core.Tracer)) else jnp.asarray(np.asarray(t))
@@ -75,7 +75,7 @@ class _Loss(_PureOperator):
 
     def __init__(self, t: Any, name: str | None = None):
         super().__init__(name)
-        self.t = _raw(t)
+        self.t = _array_of(t)
 
     def _check(self, x, t) -> None:
         if x.shape != t.shape:

@@ -1,4 +1,4 @@
-"""Neural-network operators (singa-api 2.9): handles, convolution, pooling,
+"""Neural-network operators: handles, convolution, pooling,
 batch normalisation, dropout, embedding and cosine similarity (RNNs: `rnn.py`).
 
 Convolution, pooling, embedding, cosine similarity and the RNN are pure and are
@@ -367,7 +367,7 @@ def pooling_2d(handle: PoolingHandle, x: Tensor, odd_padding: Sequence[int] = (0
 
 
 # --------------------------------------------------------------------------- batch norm
-_BN_EPS = 1e-5
+BN_EPSILON = 1e-5   # SINGA's fixed value, and ONNX's default
 
 
 def _bn_layout(x):
@@ -418,7 +418,7 @@ class _BatchNorm2d(_PureOperator):
     """
 
     def __init__(self, handle: BatchNormHandle, running_mean: Any, running_var: Any, name: str | None = None,
-                 epsilon: float = _BN_EPS):
+                 epsilon: float = BN_EPSILON):
         super().__init__(name)
         self.handle, self.epsilon = handle, float(epsilon)
         self.running_mean, self.running_var = _as_tensor(running_mean), _as_tensor(running_var)

@@ -1,4 +1,4 @@
-"""cuDNN-style recurrent networks (singa-api 2.9 `_RNN`): a flat weight vector,
+"""cuDNN-style recurrent networks (`_RNN`): a flat weight vector,
 multi-layer and bidirectional RNN/LSTM/GRU over `lax.scan`."""
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import autograd
+from .._handle import is_tracer
 from ..initializer import _gaussian
 from ..tensor import Tensor
 
@@ -21,25 +22,21 @@ _INTERNAL = frozenset(("name", "_initialized", "_parent", "_layers", "_tensors",
 
 
 # --------------------------------------------------------------------------- helpers
-def _raw(t: Tensor):
+def _unlogged_data(t: Tensor):
     """The array of `t` without logging a read (only metadata is inspected)."""
     return t.__dict__["_data"]
 
 
-def _is_tracer(a) -> bool:
-    return isinstance(a, jax.core.Tracer)
-
-
 def _move(t: Tensor, dev) -> None:
     """Move `t` to `dev` in place (traced values stay where the trace puts them)."""
-    if _is_tracer(_raw(t)):
+    if is_tracer(_unlogged_data(t)):
         return
     t.to_device(dev)
 
 
 def _float_dtype(x: Tensor):
     """x's dtype if it is floating, else float32 (parameters are always floating)."""
-    dt = _raw(x).dtype
+    dt = _unlogged_data(x).dtype
     return dt if jnp.issubdtype(dt, jnp.floating) else np.dtype(np.float32)
 
 
@@ -223,11 +220,11 @@ class Layer:
         """
         if not tensors:
             return
-        dt = _raw(tensors[0]).dtype
+        dt = _unlogged_data(tensors[0]).dtype
         if not jnp.issubdtype(dt, jnp.floating):
             return
         for t in tensors[1:]:
-            if t is not None and _raw(t).dtype != dt:
+            if t is not None and _unlogged_data(t).dtype != dt:
                 t.data = t.data.astype(dt)
 
     def train(self, mode: bool = True) -> None:
@@ -369,8 +366,8 @@ class Layer:
                              + f". Known names: {known}. Nothing was changed.")
         for key, arr in arrays.items():
             t = targets[key]
-            value = jnp.asarray(arr, dtype=_raw(t).dtype)
-            t.data = value if _is_tracer(value) else jax.device_put(value, t.device.jax_device)
+            value = jnp.asarray(arr, dtype=_unlogged_data(t).dtype)
+            t.data = value if is_tracer(value) else jax.device_put(value, t.device.jax_device)
 
 
 def _collect(out: dict, t: Any, owner: Layer) -> None:

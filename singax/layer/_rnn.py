@@ -11,7 +11,7 @@ from .. import autograd
 from ..autograd.rnn import CudnnRNNHandle
 from ..initializer import _uniform
 from ..tensor import Tensor
-from ._base import Layer, _gauss, _need_rank, _new, _raw
+from ._base import Layer, _gauss, _need_rank, _new, _unlogged_data
 
 
 # --------------------------------------------------------------------------- recurrent
@@ -213,7 +213,8 @@ class CudnnRNN(Layer):
         state = (self.num_layers * D, x.shape[1], self.hidden_size)
         zeros = None
         if hx is None or cx is None:
-            zeros = Tensor(device=x.device, data=jnp.zeros(state, _raw(self.W).dtype), requires_grad=False)
+            dtype = _unlogged_data(self.W).dtype
+            zeros = Tensor(device=x.device, data=jnp.zeros(state, dtype), requires_grad=False)
         hx, cx = (zeros if hx is None else hx), (zeros if cx is None else cx)
         op = autograd._RNN(self.handle, self.return_sequences, self.use_mask, seq_lengths)
         y = op(x, hx, cx, self.W)[0]

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import tensor
+from .._handle import is_tracer
 from .._mixed import DynamicLossScale, all_finite, keep_if
 from ..tensor import Tensor
 
@@ -119,10 +120,6 @@ def _require(owner: str, what: str, sched: DecayScheduler, ok: bool, rule: str) 
 def _compute_dtype(dtype) -> np.dtype:
     """float16/bfloat16 params are updated in float32; float64 stays float64."""
     return jnp.promote_types(dtype, jnp.float32)
-
-
-def _is_tracer(x: Any) -> bool:
-    return isinstance(x, jax.core.Tracer)
 
 
 def _as_array(value: Any) -> Any:
@@ -278,7 +275,7 @@ class Optimizer:
         dev = tensors[0].device
         for t in tensors[1:]:
             if t.device is not dev:
-                if not _is_tracer(t.data):
+                if not is_tracer(t.data):
                     t.data = jax.device_put(t.data, dev.jax_device)
                 t.device = dev
 
@@ -303,14 +300,14 @@ class Optimizer:
                 t.data = self._put(sched.value(counter, self._hdtype))
 
     def _put(self, array):
-        if _is_tracer(array):
+        if is_tracer(array):
             return array
         return jax.device_put(array, self.step_counter.device.jax_device)
 
     def _follow(self, param: Tensor) -> None:
         """Keep the scalar state on the parameters' device (eager calls only)."""
         dev = param.device
-        if dev is self.step_counter.device or _is_tracer(param.data):
+        if dev is self.step_counter.device or is_tracer(param.data):
             return
         self.device_check(param, self.step_counter, *(t for _, t in self._hypers))
 

@@ -17,7 +17,7 @@ EXPORT_OPSET = 11
 EXPORT_IR_VERSION = 6          # the IR version that goes with opset 11
 IMPORT_OPSETS = range(11, 19)  # default-domain opsets the importer reads (11..18)
 
-# singa-api 11.1: what each ONNX element type becomes on import (None: unsupported)
+# what each ONNX element type becomes on import (None: unsupported)
 _IMPORT_TYPES = {
     TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float32, TensorProto.DOUBLE: np.float32,
     TensorProto.BOOL: np.float32, TensorProto.INT8: np.int32, TensorProto.INT16: np.int32,
@@ -35,7 +35,7 @@ def type_name(elem_type: int) -> str:
 
 
 def singa_dtype_of_onnx(elem_type: int, where: str) -> np.dtype:
-    """The numpy dtype singax uses for an ONNX element type (singa-api 11.1)."""
+    """The numpy dtype singax uses for an ONNX element type."""
     dt = _IMPORT_TYPES.get(elem_type)
     if dt is None:
         supported = ", ".join(sorted(type_name(t) for t in _IMPORT_TYPES))

@@ -14,6 +14,7 @@ import numpy as np
 from ._common import TensorProto, helper, numpy_helper, onnx_type_of
 from .. import tensor as _tensor
 from ..autograd._tape import Operator
+from ..autograd.nn import BN_EPSILON
 from ..tensor import Tensor
 
 __all__ = ["EXPORTERS", "exporter"]
@@ -499,7 +500,7 @@ def _batchnorm(e: _Emit) -> None:
     var = _tensor_const(e, rv, "var")
     # ONNX momentum weights the old running value; SINGA's factor weights the new batch value
     e.node("BatchNormalization", [*e.ins, mean, var], e.outs[:1],
-           epsilon=float(getattr(op, "epsilon", 1e-5)), momentum=1.0 - float(op.handle.factor))
+           epsilon=float(getattr(op, "epsilon", BN_EPSILON)), momentum=1.0 - float(op.handle.factor))
 
 
 def _tensor_const(e: _Emit, t: Tensor, hint: str) -> str:

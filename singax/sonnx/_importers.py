@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import autograd
 from ..autograd import CLASSES
+from ..autograd.elementwise import SELU_ALPHA, SELU_GAMMA
 from ..tensor import Tensor
 
 __all__ = ["IMPORTERS", "Imported", "UnsupportedNode"]
@@ -123,8 +124,8 @@ def _elu(node, opset):
 
 @importer("Selu")
 def _selu(node, opset):
-    return _configured(node, "SeLU", alpha=float(node.getattr("alpha", 1.6732632423543772)),
-                       gamma=float(node.getattr("gamma", 1.0507009873554805)))
+    return _configured(node, "SeLU", alpha=float(node.getattr("alpha", SELU_ALPHA)),
+                       gamma=float(node.getattr("gamma", SELU_GAMMA)))
 
 
 @importer("HardSigmoid")

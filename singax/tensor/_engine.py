@@ -72,10 +72,6 @@ def _on(array: Any, dev: "_device.Device"):
     return jax.device_put(array, dev.jax_device)
 
 
-def _is_tracer(x: Any) -> bool:
-    return isinstance(x, jax.core.Tracer)
-
-
 def _value_in_trace(what: str) -> RuntimeError:
     return RuntimeError(MSG_VALUE_IN_TRACE.format(what=what))
 
@@ -224,7 +220,7 @@ def _bernoulli(key, p, shape, dtype, device=None):
     return _on(out, device) if concrete and device is not None else out
 
 
-# --- element-wise binary engine (SINGA's promotion, section 1.7) ------------------
+# --- element-wise binary engine (SINGA's promotion rules) ------------------
 def _result_dtype(a: np.dtype, b: np.dtype | None) -> np.dtype:
     """SINGA's result dtype of Tensor⊕Tensor (`b` a dtype) or Tensor⊕scalar (`b` None)."""
     if b is None:

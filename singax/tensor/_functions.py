@@ -10,7 +10,8 @@ import numpy as np
 from jax import lax
 from .. import device as _device
 
-from ._engine import (_ARRAY_TYPES, _F32, _F64, _I32, _axis, _float_of, _fresh, _is_tracer,
+from .._handle import is_tracer
+from ._engine import (_ARRAY_TYPES, _F32, _F64, _I32, _axis, _float_of, _fresh,
                       _np_input, _on, _result_dtype, _value_in_trace, dtype_name, float32, to_np_dtype)
 from ._tensor import Tensor, _binary, _inplace, _matrix_vector, _wrap
 
@@ -62,7 +63,7 @@ def from_numpy(np_array: Any, dev: "_device.Device | None" = None) -> Tensor:
 def to_numpy(t: Tensor) -> np.ndarray:
     """A numpy copy of `t` (its shape and dtype)."""
     data = t.data
-    if _is_tracer(data):
+    if is_tracer(data):
         raise _value_in_trace("tensor.to_numpy")
     return np.array(data)
 
@@ -488,7 +489,7 @@ def copy_from_numpy(data: Any, np_array: Any):
     if arr.size != data.size:
         raise ValueError(f"copy_from_numpy: array of shape {arr.shape} does not fit raw shape {data.shape}")
     new = jnp.asarray(arr.astype(np.dtype(data.dtype)).reshape(data.shape))
-    if _is_tracer(data):
+    if is_tracer(data):
         return new
     return jax.device_put(new, next(iter(data.devices())))
 

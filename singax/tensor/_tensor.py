@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import device as _device
-from .._handle import Handle
+from .._handle import Handle, is_tracer
 from ._engine import (_ARRAY_TYPES, _COMPARISONS, _INT_KERNELS, _KERNELS, _NP_TO_CODE,
                       IndexValueError, _bernoulli, _device_of, _fill_value, _float_of, _fresh,
-                      _index_int, _axis, _is_tracer, _normal, _np_input, _on, _reshape_target,
+                      _index_int, _axis, _normal, _np_input, _on, _reshape_target,
                       _result_dtype, _shape_tuple, _true_div, _uniform, _value_in_trace,
                       dtype_name, float32, to_np_dtype)
 
@@ -59,7 +59,7 @@ class Tensor(Handle):
             arr = _on(jnp.zeros(_shape_tuple(shape, "Tensor"), to_np_dtype(dtype, "Tensor")), dev)
         elif isinstance(data, _ARRAY_TYPES):
             arr = data if device is None else _on(data, dev)
-            if device is None and not _is_tracer(data):
+            if device is None and not is_tracer(data):
                 dev = _device_of(data)
         else:
             np_data = _np_input(data, "Tensor")
@@ -185,7 +185,7 @@ class Tensor(Handle):
 
     def _concrete(self, what: str):
         data = self.data
-        if _is_tracer(data):
+        if is_tracer(data):
             raise _value_in_trace(what)
         return data
 
