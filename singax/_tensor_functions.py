@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from . import device as _device
+from ._ctensor import CTensor as _CTensor
 
 from .tensor import (  # noqa: F401
     _F32, _F64, _I32,
@@ -77,9 +78,11 @@ def to_host(t: Tensor) -> Tensor:
 
 
 def from_raw_tensor(t: Any) -> Tensor:
-    """Wrap a raw jax array (its device kept) in a Tensor with default flags."""
+    """Wrap a raw jax array or CTensor (its device kept) in a Tensor with default flags."""
+    if type(t) is _CTensor:
+        t = t.value
     if not isinstance(t, _ARRAY_TYPES):
-        raise TypeError(f"from_raw_tensor: expected a jax.Array, got {type(t).__name__}")
+        raise TypeError(f"from_raw_tensor: expected a jax.Array or a CTensor, got {type(t).__name__}")
     return Tensor(data=t)
 
 
