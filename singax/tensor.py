@@ -10,17 +10,19 @@ identical integer dtypes stays integer, anything else is float32 (float64 if
 either side is float64); Tensor⊕scalar is float32 (float64 for a float64 tensor).
 Comparisons return 1/0 in that dtype, never bool.
 
-SINGA: `reshape`, `transpose`, `T` and `copy` share storage with their input;
-jax arrays are immutable, so here they are copies and a later in-place update of
-one tensor is not seen by the other.
+SINGA: `reshape`, `transpose` and `T` share storage with their input; jax arrays
+are immutable, so here they are copies and a later in-place update of one tensor
+is not seen by the other. `copy` keeps SINGA's sharing (see `Tensor.copy`).
 """
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import operator
 import re
 import warnings
+import weakref
 from typing import Any, Sequence
 
 import jax
@@ -29,6 +31,7 @@ import numpy as np
 from jax import lax
 
 from . import device as _device
+from ._ctensor import CTensor as _CTensor
 from ._handle import Handle
 
 # SINGA dtype codes (float32/float16/int32 are SINGA's; the rest are singax's)
@@ -170,6 +173,10 @@ class Tensor(Handle):
             arr = data if device is None else _on(data, dev)
             if device is None and not _is_tracer(data):
                 dev = _device_of(data)
+        elif type(data) is _CTensor:
+            arr = data.value if device is None else _on(data.value, dev)
+            if device is None:
+                dev = _device_of(arr)
         else:
             np_data = _np_input(data, "Tensor")
             arr = _on(np_data.astype(to_np_dtype(dtype, "Tensor"), copy=False), dev)
@@ -374,8 +381,20 @@ class Tensor(Handle):
         return self.clone()
 
     def copy(self) -> "Tensor":
-        """A new tensor with the same values. SINGA: shares storage; here it is a copy."""
-        return self.clone()
+        """A tensor sharing self's values (SINGA's shallow copy shares the data block): an
+        in-place update of either (`+=`, `set_value`, `copy_from_numpy`...) is seen by both.
+        `deepcopy` and `clone` give an independent tensor. Each keeps its own buffer; writes
+        are passed on to the others."""
+        twin = self._new(self.__dict__["_data"])
+        peers = self.__dict__.get("_peers")
+        if peers is None:
+            peers = self.__dict__["_peers"] = [weakref.ref(self)]
+            self.__class__ = _SharedTensor
+        peers[:] = [r for r in peers if r() is not None]
+        peers.append(weakref.ref(twin))
+        twin.__dict__["_peers"] = peers
+        twin.__class__ = _SharedTensor
+        return twin
 
     def repeat(self, repeats: Any, axis: int | None) -> "Tensor":
         """numpy.repeat: `axis=None` flattens; a sequence of repeats needs an axis and one entry per element."""
@@ -543,6 +562,30 @@ class Tensor(Handle):
     def _new(self, array) -> "Tensor":
         """A fresh untracked tensor on this device holding `array` (never self's buffer)."""
         return _wrap(_fresh(array, self.__dict__["_data"]), self.device)
+
+
+class _SharedTensor(Tensor):
+    """A Tensor made by or given to `Tensor.copy`: writing `data` also writes (a copy of)
+    the value into every other live tensor of the group of the same shape."""
+
+    @property
+    def data(self):
+        return Handle.data.fget(self)
+
+    @data.setter
+    def data(self, value) -> None:
+        Handle.data.fset(self, value)
+        for ref in self.__dict__["_peers"]:
+            peer = ref()
+            if peer is not None and peer is not self and peer.shape == tuple(value.shape):
+                Handle.data.fset(peer, jnp.array(value, copy=True))
+
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        new = Tensor.__new__(Tensor)
+        memo[id(self)] = new
+        state = {k: v for k, v in self.__dict__.items() if k != "_peers"}
+        new.__dict__.update(copy.deepcopy(state, memo))
+        return new
 
 
 from ._tensor_engine import (  # noqa: E402,F401
