@@ -137,6 +137,16 @@ def test_export_names_and_attributes(eval_mode):
     assert [i.name for i in m.graph.input] == [x.name]
 
 
+def test_export_skips_numbers_and_shapes_listed_as_inputs(eval_mode):
+    xv = RNG.standard_normal((3, 2)).astype(np.float32)
+    x = t(xv)
+    y = autograd.reshape(autograd.clip(x, -0.5, 0.5), (2, 3))
+    m = check_export([x, -0.5, 0.5, (2, 3)], [y], feeds=[xv])
+    assert [i.name for i in m.graph.input] == [x.name]
+    got = sonnx.prepare(m).run([x])[0]
+    np.testing.assert_allclose(tensor.to_numpy(got), np.clip(xv, -0.5, 0.5).reshape(2, 3))
+
+
 def test_export_model_form_and_several_outputs(eval_mode):
     class Two(model.Model):
         def __init__(self):
@@ -761,8 +771,11 @@ def test_export_errors(eval_mode):
     z = Twice()(y)[0]
     with pytest.raises(ValueError, match=r"Twice#\d+ \(Twice\) has no ONNX export; exportable operators: .*ReLU"):
         sonnx.to_onnx([x], [z])
-    with pytest.raises(ValueError, match="input 1 .* is not used"):
-        sonnx.to_onnx([x, t(f32(2))], [y])
+    with pytest.warns(UserWarning, match=r"input 1 \(shape \(2,\)\) is not used .* left out"):
+        m = sonnx.to_onnx([x, t(f32(2))], [y])
+    assert len(m.graph.input) == 1
+    with pytest.raises(TypeError, match="inputs must be Tensors .*; item 1 is str"):
+        sonnx.to_onnx([x, "a"], [y])
     with pytest.raises(TypeError, match="outputs must be Tensors"):
         sonnx.to_onnx([x], [np.zeros(2)])
 
