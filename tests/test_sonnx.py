@@ -785,3 +785,21 @@ def test_docs_list_every_operator():
     text = (pathlib.Path(__file__).parent.parent / "docs" / "onnx.md").read_text()
     missing = [n for n in list(sonnx.EXPORTERS) + sonnx.supported_ops() if f"`{n}`" not in text]
     assert not missing, f"docs/onnx.md does not mention {missing}"
+
+
+def test_backend_api_returns_declared_output_types_and_lists_singa_ops():
+    from onnx.backend.base import Backend
+    assert issubclass(sonnx.SingaBackend, Backend)
+    assert set(sonnx.SingaBackend._rename_operators) <= set(sonnx.supported_ops())
+    assert sonnx.SingaBackend._rename_operators["Relu"] == "ReLU"
+    node = helper.make_node("Less", ["a", "b"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.INT64, [3])
+                                            for n in "ab"],
+                              [helper.make_tensor_value_info("y", TensorProto.BOOL, [3])])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    assert sonnx.SingaBackend.is_compatible(m)
+    a, b = np.array([1, 5, 3], np.int64), np.array([2, 5, 1], np.int64)
+    (y,) = sonnx.SingaBackend.prepare(m).run([a, b])
+    assert y.dtype == np.bool_ and y.tolist() == [True, False, False]
+    m.graph.output[0].type.tensor_type.elem_type = TensorProto.INT4
+    assert not sonnx.SingaBackend.is_compatible(m)
