@@ -158,6 +158,17 @@ def test_cli_missing_script(tmp_path, capsys):
     assert "can't open file" in err and "missing.py" in err
 
 
+def test_cli_explains_numpy_scalar_conversion_failures(tmp_path, capsys):
+    script = tmp_path / "loss_print.py"
+    script.write_text("import numpy as np\nprint('loss %f' % np.zeros([1]))\n")
+    if np.lib.NumpyVersion(np.__version__) < "2.4.0":
+        pytest.skip("numpy < 2.4 still converts 1-element arrays")
+    assert cli.main(["run", str(script)]) == 1
+    err = capsys.readouterr().err
+    assert "only 0-dimensional arrays" in err
+    assert err.strip().splitlines()[-1] == cli.NUMPY_SCALAR_HINT
+
+
 def test_cli_runs_script_like_python(tmp_path):
     helper = tmp_path / "helper_mod.py"
     helper.write_text("VALUE = 41\n")

@@ -646,6 +646,22 @@ def test_wrong_features_after_init_leave_params_unchanged():
         w(T(rand(1, 4)))
 
 
+def test_rnn_states_broadcast_against_the_step_batch():
+    lstm = layer.LSTM(3, 4)
+    h0, c0 = T(rand(16, 4)), T(rand(16, 4))
+    x1 = rand(1, 3)
+    _, h, c = lstm([T(x1)], (h0, c0))
+    _, h_tiled, c_tiled = lstm([T(np.repeat(x1, 16, axis=0))], (h0, c0))
+    assert h.shape == (16, 4) and c.shape == (16, 4)
+    np.testing.assert_allclose(tensor.to_numpy(h), tensor.to_numpy(h_tiled), rtol=1e-6)
+    np.testing.assert_allclose(tensor.to_numpy(c), tensor.to_numpy(c_tiled), rtol=1e-6)
+    rnn = layer.RNN(3, 4)
+    xs = rand(5, 3)
+    _, h = rnn([T(xs)], T(np.zeros((1, 4), np.float32)))
+    _, h_full = rnn([T(xs)], T(np.zeros((5, 4), np.float32)))
+    np.testing.assert_allclose(tensor.to_numpy(h), tensor.to_numpy(h_full), rtol=1e-6)
+
+
 def test_rnn_input_errors():
     rnn = layer.RNN(3, 4)
     h0 = T(np.zeros((2, 4), np.float32))
@@ -654,7 +670,8 @@ def test_rnn_input_errors():
     assert not rnn._initialized
     with pytest.raises(ValueError, match=r"expected step 1 of shape \(2, 3\), got \(2, 1, 3\)"):
         rnn([T(rand(2, 3)), T(rand(2, 1, 3))], h0)
-    with pytest.raises(ValueError, match=r"expected h0 of shape \(2, 4\), got \(2, 5\)"):
+    with pytest.raises(ValueError, match=r"expected h0 of shape \(2, 4\) or one that broadcasts with it, "
+                                         r"got \(2, 5\)"):
         rnn([T(rand(2, 3))], T(np.zeros((2, 5), np.float32)))
     lstm = layer.LSTM(3, 4)
     with pytest.raises(ValueError, match=r"LSTM: expected the initial states as a pair"):

@@ -588,8 +588,21 @@ def test_loss_gradients_scale_with_dy(make):
 
 
 def test_loss_target_shape_mismatch_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"MeanSquareError: expected target of shape \(2, 3\), got \(3, 2\)"):
+    with pytest.raises(ValueError, match=r"MeanSquareError: expected target of shape \(2, 3\) or one that "
+                                         r"broadcasts to it, got \(3, 2\)"):
         autograd.mse_loss(T(np.zeros((2, 3), np.float32)), np.zeros((3, 2)))
+
+
+def test_mse_target_broadcasts_against_the_prediction():
+    autograd.training = True
+    rng = np.random.default_rng(3)
+    x, t = rng.standard_normal((2, 4)).astype(np.float32), rng.standard_normal((2, 1)).astype(np.float32)
+    xt = T(x)
+    loss = autograd.mse_loss(xt, t)
+    np.testing.assert_allclose(tensor.to_numpy(loss), [((x - t) ** 2).sum() / x.size], rtol=1e-6)
+    xt.stores_grad = True
+    (g,) = grads_of(autograd.mse_loss(xt, t), np.ones(1), xt)
+    np.testing.assert_allclose(g, 2 * (x - t) / x.size, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- compiled (traced) use

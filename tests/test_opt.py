@@ -565,3 +565,22 @@ print("ok")
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_apply_then_call_on_the_same_loss_steps_twice_with_the_same_gradient():
+    """A GAN discriminator step: apply() each yielded gradient, then optimizer(loss)
+    runs backward again over the same graph (its saved values are still there)."""
+    autograd.training = True
+    rng = np.random.default_rng(5)
+    w0 = rng.standard_normal((3, 2)).astype(np.float32)
+    xv = rng.standard_normal((4, 3)).astype(np.float32)
+    w = tensor.Tensor(data=w0.copy(), stores_grad=True, name="dis.W")
+    x = tensor.Tensor(data=xv)
+    loss = autograd.reduce_sum(autograd.sigmoid(autograd.matmul(x, w)), None, 0)
+    sgd = opt.SGD(lr=0.1)
+    for p, g in autograd.backward(loss):
+        sgd.apply(p.name, p, g)
+    sgd(loss)
+    s = 1 / (1 + np.exp(-(xv @ w0)))
+    grad = xv.T @ (s * (1 - s))
+    np.testing.assert_allclose(tensor.to_numpy(w), w0 - 2 * 0.1 * grad, rtol=1e-5, atol=1e-6)

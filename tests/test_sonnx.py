@@ -137,6 +137,16 @@ def test_export_names_and_attributes(eval_mode):
     assert [i.name for i in m.graph.input] == [x.name]
 
 
+def test_export_skips_numbers_and_shapes_listed_as_inputs(eval_mode):
+    xv = RNG.standard_normal((3, 2)).astype(np.float32)
+    x = t(xv)
+    y = autograd.reshape(autograd.clip(x, -0.5, 0.5), (2, 3))
+    m = check_export([x, -0.5, 0.5, (2, 3)], [y], feeds=[xv])
+    assert [i.name for i in m.graph.input] == [x.name]
+    got = sonnx.prepare(m).run([x])[0]
+    np.testing.assert_allclose(tensor.to_numpy(got), np.clip(xv, -0.5, 0.5).reshape(2, 3))
+
+
 def test_export_model_form_and_several_outputs(eval_mode):
     class Two(model.Model):
         def __init__(self):
@@ -761,8 +771,11 @@ def test_export_errors(eval_mode):
     z = Twice()(y)[0]
     with pytest.raises(ValueError, match=r"Twice#\d+ \(Twice\) has no ONNX export; exportable operators: .*ReLU"):
         sonnx.to_onnx([x], [z])
-    with pytest.raises(ValueError, match="input 1 .* is not used"):
-        sonnx.to_onnx([x, t(f32(2))], [y])
+    with pytest.warns(UserWarning, match=r"input 1 \(shape \(2,\)\) is not used .* left out"):
+        m = sonnx.to_onnx([x, t(f32(2))], [y])
+    assert len(m.graph.input) == 1
+    with pytest.raises(TypeError, match="inputs must be Tensors .*; item 1 is str"):
+        sonnx.to_onnx([x, "a"], [y])
     with pytest.raises(TypeError, match="outputs must be Tensors"):
         sonnx.to_onnx([x], [np.zeros(2)])
 
@@ -772,3 +785,21 @@ def test_docs_list_every_operator():
     text = (pathlib.Path(__file__).parent.parent / "docs" / "onnx.md").read_text()
     missing = [n for n in list(sonnx.EXPORTERS) + sonnx.supported_ops() if f"`{n}`" not in text]
     assert not missing, f"docs/onnx.md does not mention {missing}"
+
+
+def test_backend_api_returns_declared_output_types_and_lists_singa_ops():
+    from onnx.backend.base import Backend
+    assert issubclass(sonnx.SingaBackend, Backend)
+    assert set(sonnx.SingaBackend._rename_operators) <= set(sonnx.supported_ops())
+    assert sonnx.SingaBackend._rename_operators["Relu"] == "ReLU"
+    node = helper.make_node("Less", ["a", "b"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.INT64, [3])
+                                            for n in "ab"],
+                              [helper.make_tensor_value_info("y", TensorProto.BOOL, [3])])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    assert sonnx.SingaBackend.is_compatible(m)
+    a, b = np.array([1, 5, 3], np.int64), np.array([2, 5, 1], np.int64)
+    (y,) = sonnx.SingaBackend.prepare(m).run([a, b])
+    assert y.dtype == np.bool_ and y.tolist() == [True, False, False]
+    m.graph.output[0].type.tensor_type.elem_type = TensorProto.INT4
+    assert not sonnx.SingaBackend.is_compatible(m)

@@ -179,7 +179,7 @@ class BuiltinOperator(Operator):
     def forward(self, *xs):
         return self._forward_raw(*xs)
 
-    def backward(self, *dys):
+    def _backward_raw(self, *dys):
         spec = self.spec
         if not spec.differentiable:
             raise RuntimeError(f"{spec.cls}: this operator has no gradient (as in SINGA)")

@@ -141,9 +141,19 @@ class BinaryCrossEntropy(_Loss):
 
 
 class MeanSquareError(_Loss):
-    """sum((x - t)**2) / x.size over all elements; x and t must have the same shape."""
+    """sum((x - t)**2) / x.size over all elements; t is x's shape or broadcasts to it
+    (e.g. a (N, 1) target against (N, C)), as SINGA's subtraction does."""
 
     _fn = staticmethod(_mse)
+
+    def _check(self, x, t) -> None:
+        try:
+            fits = np.broadcast_shapes(tuple(t.shape), tuple(x.shape)) == tuple(x.shape)
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"MeanSquareError: expected target of shape {tuple(x.shape)} or one that "
+                             f"broadcasts to it, got {tuple(t.shape)}")
 
 
 def softmax_cross_entropy(x: Tensor, t: Any) -> Tensor:

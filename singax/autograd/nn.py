@@ -36,8 +36,10 @@ def _pair(v: Any, what: str, owner: str) -> tuple[int, int]:
 
 
 def _shape_of(x: Any) -> tuple:
-    """Shape of a Tensor, a jax/numpy array, or a shape given directly."""
+    """Shape of a Tensor, a jax/numpy array, a CTensor, or a shape given directly."""
     shape = getattr(x, "shape", x)
+    if callable(shape):
+        shape = shape()
     return tuple(int(s) for s in shape)
 
 
@@ -194,7 +196,7 @@ class _PureOperator(Operator):
             self._ys = y
         return y, aux
 
-    def backward(self, dy):
+    def _backward_raw(self, dy):
         y = self.__dict__.get("_ys")
         if y is None:
             raise RuntimeError(MSG_NO_SAVED.format(op=self.name))
@@ -488,10 +490,10 @@ class Dropout(_PureOperator):
             dev = _device_of(x)
         return self._run(_dropout_fn, (self.ratio,), (x,), (dev.next_key(),))[0]
 
-    def backward(self, dy):
+    def _backward_raw(self, dy):
         if self.ratio == 0.0:
             return dy
-        return super().backward(dy)
+        return super()._backward_raw(dy)
 
 
 def dropout(x: Tensor, seed: Any = 0, ratio: float = 0.5) -> Tensor:

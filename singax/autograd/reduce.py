@@ -46,9 +46,9 @@ def _gap_axes(x_ndim: int, data_format: str) -> tuple:
     if x_ndim < 3:
         raise ValueError(f"globalaveragepool: expected an input of rank >= 3 (N, C, spatial...), "
                          f"got rank {x_ndim}")
-    if data_format == "channels_first":
+    if data_format in ("channels_first", "channel_first"):
         return tuple(range(2, x_ndim))
-    if data_format == "channels_last":
+    if data_format in ("channels_last", "channel_last"):
         return tuple(range(1, x_ndim - 1))
     raise ValueError(f"globalaveragepool: data_format must be 'channels_first' or 'channels_last', "
                      f"got {data_format!r}")
@@ -80,6 +80,7 @@ reduce_sum, reduce_mean, globalaveragepool = register(
        ref=lambda x, data_format="channels_first": np.mean(x, axis=_gap_axes(x.ndim, data_format),
                                                            keepdims=True),
        doc="Mean over the spatial axes: (N, C, H, W) -> (N, C, 1, 1), or (N, H, W, C) -> "
-           "(N, 1, 1, C) with data_format='channels_last'. Any rank >= 3 works."),
+           "(N, 1, 1, C) with data_format='channels_last' ('channel_last' also accepted, as "
+           "SINGA's own tests spell it). Any rank >= 3 works."),
     export=__all__,
 )

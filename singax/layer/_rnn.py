@@ -34,10 +34,17 @@ class RNN_Base(Layer):
                 got = x.shape if isinstance(x, Tensor) else type(x).__name__
                 raise ValueError(f"{label}: expected step {t} of shape ({n}, {self.input_size}), got {got}")
         for what, h in zip(("h0", "c0"), states):
-            if not isinstance(h, Tensor) or h.shape != (n, self.hidden_size):
+            if not isinstance(h, Tensor) or not _broadcasts(h.shape, (n, self.hidden_size)):
                 got = h.shape if isinstance(h, Tensor) else type(h).__name__
-                raise ValueError(f"{label}: expected {what} of shape ({n}, {self.hidden_size}), got {got}")
+                raise ValueError(f"{label}: expected {what} of shape ({n}, {self.hidden_size}) or one "
+                                 f"that broadcasts with it, got {got}")
         return list(xs)
+
+
+def _broadcasts(state: tuple, expected: tuple) -> bool:
+    """Whether a 2-D state broadcasts with (N, hidden_size) in the step's additions, as SINGA
+    allows (e.g. sampling one sequence from a state kept at the training batch)."""
+    return len(state) == 2 and all(a == b or a == 1 or b == 1 for a, b in zip(state, expected))
 
 
 def _warn_unused(owner: str, num_layers, bias, batch_first, dropout, bidirectional) -> None:
@@ -54,7 +61,8 @@ class RNN(RNN_Base):
 
     `RNN(input_size, hidden_size, num_layers=1, nonlinearity="tanh", ...)`;
     `forward(xs, h0)` with xs a list of (N, input_size) tensors and h0 (N, hidden_size)
-    returns `(list_of_h, h_last)`. Wx (in, H) and Wh (H, H) ~ N(0, 1), b (H,) zeros.
+    returns `(list_of_h, h_last)`. A state whose batch (or width) is 1, or x's batch
+    1 against a larger state batch, broadcasts as in SINGA. Wx (in, H) and Wh (H, H) ~ N(0, 1), b (H,) zeros.
     Only one unidirectional layer, as in SINGA (other arguments warn and are ignored).
     """
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from ._common import IMPORT_OPSETS, TensorProto, helper, import_array, numpy_helper, onnx, singa_dtype_of_onnx
+from ._common import _IMPORT_TYPES, IMPORT_OPSETS, TensorProto, helper, import_array, numpy_helper, onnx, singa_dtype_of_onnx
 from ._importers import IMPORTERS, Imported, UnsupportedNode
 from .. import device as _device
 from ..layer import Layer
@@ -385,12 +385,53 @@ class SingaRep(BackendRep):
 
 
 # --------------------------------------------------------------------------- backend
+def _same(*names: str) -> dict:
+    return {n: n for n in names}
+
+
+# SINGA's table of the ONNX op types its backend imports -> the SINGA operator (or layer)
+# each becomes; ONNX's node test suite is selected from its keys. singax imports more
+# (`supported_ops()`).
+RENAMED_OPERATORS: dict[str, str] = {
+    "Relu": "ReLU", "MatMul": "Matmul", "Softplus": "SoftPlus", "Softsign": "SoftSign",
+    "Neg": "Negative", "Selu": "SeLU", "Softmax": "SoftMax", "Upsample": "UpSample",
+    "Conv": "Conv2d", "MaxPool": "Pooling2d", "AveragePool": "Pooling2d",
+    "BatchNormalization": "BatchNorm2d",
+    **_same("Sigmoid", "Add", "Sum", "Cos", "Cosh", "Sin", "Sinh", "Tan", "Tanh", "Acos", "Acosh",
+            "Asin", "Asinh", "Atan", "Atanh", "Equal", "Less", "Greater", "Sign", "Div", "Sub", "Sqrt",
+            "Log", "Identity", "Mean", "Pow", "PRelu", "Mul", "Max", "Min", "Shape", "And", "Or", "Xor",
+            "Not", "Reciprocal", "NonZero", "Ceil", "Floor", "Abs", "Erf", "Cast", "Split", "Squeeze",
+            "Unsqueeze", "GlobalAveragePool", "LeakyRelu", "ReduceSum", "ReduceMean", "Dropout",
+            "ConstantOfShape", "Transpose", "HardSigmoid", "Elu", "Concat", "Flatten", "DepthToSpace",
+            "SpaceToDepth", "Reshape", "Slice", "Clip", "Gather", "Tile", "OneHot", "Pad", "Expand",
+            "Where", "ScatterElements", "Gemm"),
+}
+
+
 class SingaBackend(Backend):
-    """ONNX backend API (`onnx.backend.base.Backend`) over singax."""
+    """ONNX backend API (`onnx.backend.base.Backend`) over singax.
+
+    `_rename_operators` is SINGA's table of supported ONNX op types (see
+    RENAMED_OPERATORS); every key is importable here.
+    """
+
+    _rename_operators = RENAMED_OPERATORS
 
     @classmethod
-    def prepare(cls, model, device: str = "CPU", **kwargs) -> SingaRep:
-        return prepare(model, device, **kwargs)
+    def is_compatible(cls, model, device: str = "CPU", **kwargs) -> bool:
+        """Whether every tensor the graph declares has an element type singax imports
+        (float, float16, double, bool, int8/16/32/64)."""
+        g = model.graph
+        types = [vi.type.tensor_type.elem_type for vi in list(g.input) + list(g.output)
+                 if vi.type.HasField("tensor_type")]
+        types += [t.data_type for t in g.initializer]
+        return all(t in _IMPORT_TYPES for t in types)
+
+    @classmethod
+    def prepare(cls, model, device: str = "CPU", **kwargs) -> "_TypedRep":
+        """`prepare`, with `run` giving numpy outputs of the element types the graph declares
+        (as the ONNX backend API expects; singax computes bool as 0/1 float32, int64 as int32)."""
+        return _TypedRep(prepare(model, device, **kwargs), model)
 
     @classmethod
     def run_node(cls, node, inputs: Sequence[Any], device: str = "CPU", outputs_info=None,
@@ -400,6 +441,20 @@ class SingaBackend(Backend):
     @classmethod
     def supports_device(cls, device: str) -> bool:
         return str(device).upper().split(":")[0] in ("CPU", "CUDA", "GPU")
+
+
+class _TypedRep(BackendRep):
+    """A SingaRep whose `run` returns numpy arrays cast to the graph's declared output types."""
+
+    def __init__(self, rep: SingaRep, model):
+        self.rep = rep
+        self.types = [helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type)
+                      if o.type.tensor_type.elem_type else None for o in model.graph.output]
+
+    def run(self, inputs, **kwargs) -> list:
+        outs = self.rep.run(inputs, **kwargs)
+        return [np.asarray(o.data if isinstance(o, Tensor) else o).astype(t) if t is not None else o
+                for o, t in zip(outs, self.types)]
 
 
 def run_node(node, inputs: Sequence[Any], device: Any = "CPU", opset_version: int = 11) -> OrderedDict:

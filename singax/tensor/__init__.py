@@ -10,9 +10,9 @@ identical integer dtypes stays integer, anything else is float32 (float64 if
 either side is float64); Tensor⊕scalar is float32 (float64 for a float64 tensor).
 Comparisons return 1/0 in that dtype, never bool.
 
-SINGA: `reshape`, `transpose`, `T` and `copy` share storage with their input;
-jax arrays are immutable, so here they are copies and a later in-place update of
-one tensor is not seen by the other.
+SINGA: `reshape`, `transpose` and `T` share storage with their input; jax arrays
+are immutable, so here they are copies and a later in-place update of one tensor
+is not seen by the other. `copy` keeps SINGA's sharing (see `Tensor.copy`).
 
 This package is a face: `_engine` (dtype codes, array helpers) is below `_tensor`
 (the Tensor class and its operators), which is below `_functions` (module functions).

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from .. import device as _device
+from .._ctensor import CTensor as _CTensor
 
 from .._handle import is_tracer
 from ._engine import (_ARRAY_TYPES, _F32, _F64, _I32, _axis, _float_of, _fresh,
@@ -76,9 +77,11 @@ def to_host(t: Tensor) -> Tensor:
 
 
 def from_raw_tensor(t: Any) -> Tensor:
-    """Wrap a raw jax array (its device kept) in a Tensor with default flags."""
+    """Wrap a raw jax array or CTensor (its device kept) in a Tensor with default flags."""
+    if type(t) is _CTensor:
+        t = t.value
     if not isinstance(t, _ARRAY_TYPES):
-        raise TypeError(f"from_raw_tensor: expected a jax.Array, got {type(t).__name__}")
+        raise TypeError(f"from_raw_tensor: expected a jax.Array or a CTensor, got {type(t).__name__}")
     return Tensor(data=t)
 
 

@@ -1,17 +1,20 @@
 """The Tensor class, its methods and its Python operators (described in `singax.tensor`)."""
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import operator
 import re
 import warnings
+import weakref
 from typing import Any, Sequence
 
 import jax.numpy as jnp
 import numpy as np
 
 from .. import device as _device
+from .._ctensor import CTensor as _CTensor
 from .._handle import Handle, is_tracer
 from ._engine import (_ARRAY_TYPES, _COMPARISONS, _INT_KERNELS, _KERNELS, _NP_TO_CODE,
                       IndexValueError, _bernoulli, _device_of, _fill_value, _float_of, _fresh,
@@ -61,6 +64,10 @@ class Tensor(Handle):
             arr = data if device is None else _on(data, dev)
             if device is None and not is_tracer(data):
                 dev = _device_of(data)
+        elif type(data) is _CTensor:
+            arr = data.value if device is None else _on(data.value, dev)
+            if device is None:
+                dev = _device_of(arr)
         else:
             np_data = _np_input(data, "Tensor")
             arr = _on(np_data.astype(to_np_dtype(dtype, "Tensor"), copy=False), dev)
@@ -265,8 +272,20 @@ class Tensor(Handle):
         return self.clone()
 
     def copy(self) -> "Tensor":
-        """A new tensor with the same values. SINGA: shares storage; here it is a copy."""
-        return self.clone()
+        """A tensor sharing self's values (SINGA's shallow copy shares the data block): an
+        in-place update of either (`+=`, `set_value`, `copy_from_numpy`...) is seen by both.
+        `deepcopy` and `clone` give an independent tensor. Each keeps its own buffer; writes
+        are passed on to the others."""
+        twin = self._new(self.__dict__["_data"])
+        peers = self.__dict__.get("_peers")
+        if peers is None:
+            peers = self.__dict__["_peers"] = [weakref.ref(self)]
+            self.__class__ = _SharedTensor
+        peers[:] = [r for r in peers if r() is not None]
+        peers.append(weakref.ref(twin))
+        twin.__dict__["_peers"] = peers
+        twin.__class__ = _SharedTensor
+        return twin
 
     def repeat(self, repeats: Any, axis: int | None) -> "Tensor":
         """numpy.repeat: `axis=None` flattens; a sequence of repeats needs an axis and one entry per element."""
@@ -520,3 +539,28 @@ def _inplace(t: Tensor, name: str, x: Any, where: str) -> Tensor:
     dt = t._np_dtype()
     t.data = out if out.dtype == dt else out.astype(dt)
     return t
+
+
+class _SharedTensor(Tensor):
+    """A Tensor made by or given to `Tensor.copy`: writing `data` also writes (a copy of)
+    the value into every other live tensor of the group of the same shape."""
+
+    @property
+    def data(self):
+        return Handle.data.fget(self)
+
+    @data.setter
+    def data(self, value) -> None:
+        Handle.data.fset(self, value)
+        for ref in self.__dict__["_peers"]:
+            peer = ref()
+            if peer is not None and peer is not self and peer.shape == tuple(value.shape):
+                Handle.data.fset(peer, jnp.array(value, copy=True))
+
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        new = Tensor.__new__(Tensor)
+        memo[id(self)] = new
+        state = {k: v for k, v in self.__dict__.items() if k != "_peers"}
+        new.__dict__.update(copy.deepcopy(state, memo))
+        return new
+
