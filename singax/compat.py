@@ -11,11 +11,11 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import os
 import sys
 import types
 
 
+from .dist import NcclIdHolder
 from .snapshot import Snapshot  # noqa: E402,F401  (kept importable from here)
 
 __all__ = ["install_as_singa", "Snapshot", "SUBMODULES"]
@@ -31,29 +31,9 @@ MSG_OTHER_SINGA = ("install_as_singa: a different module named 'singa' is alread
 
 # --- singa.singa_wrap --------------------------------------------------------
 
-class NcclIdHolder:
-    """Placeholder for SINGA's NCCL id (multi-process data parallelism shares one).
-
-    singax runs data parallelism through JAX; the object only carries a random id
-    so that scripts which create and pass it around keep working.
-    """
-
-    def __init__(self):
-        self.id = os.urandom(16)
-
-    def __repr__(self) -> str:
-        return f"NcclIdHolder({self.id.hex()})"
-
-
 def _make_singa_wrap() -> types.ModuleType:
-    import jax
     wrap = types.ModuleType(f"{ALIAS}.singa_wrap", "Stand-in for SINGA's SWIG module (flags and codes).")
-    try:
-        has_gpu = bool(jax.devices("gpu"))
-    except RuntimeError:
-        has_gpu = False
-    wrap.USE_CUDA = has_gpu
-    wrap.USE_CUDNN = has_gpu
+    wrap.__getattr__ = _gpu_flag   # USE_CUDA/USE_CUDNN start JAX's devices only when read
     wrap.USE_DIST = False
     wrap.USE_PYTHON3 = True
     wrap.USE_OPENCL = False
@@ -61,6 +41,16 @@ def _make_singa_wrap() -> types.ModuleType:
     wrap.kFloat32, wrap.kFloat16, wrap.kInt, wrap.kChar, wrap.kDouble, wrap.kUChar = 0, 1, 2, 3, 4, 5
     wrap.NcclIdHolder = NcclIdHolder
     return wrap
+
+
+def _gpu_flag(name: str) -> bool:
+    if name not in ("USE_CUDA", "USE_CUDNN"):
+        raise AttributeError(f"module '{ALIAS}.singa_wrap' (singax) has no attribute {name!r}")
+    import jax
+    try:
+        return bool(jax.devices("gpu"))
+    except RuntimeError:
+        return False
 
 
 # --- the alias -------------------------------------------------------------------
