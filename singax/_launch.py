@@ -17,16 +17,16 @@ from typing import Any, Sequence
 
 import jax
 
-__all__ = ["NcclIdHolder", "start_runtime", "mpi_world"]
+__all__ = ["NcclIdHolder", "start_runtime", "mpi_world", "mpi_coordinator", "check_not_forked"]
 
 MSG_BACKEND_STARTED = (
     "DistOpt: cannot start the {n}-process runtime: JAX already started its devices in this "
     "process, and jax.distributed must start first. ")
 MSG_FORKED = (
-    "This worker was forked from a parent process that had already used JAX (created a "
-    "device, tensor or model, or read singa_wrap.USE_CUDA). Call "
-    "multiprocessing.set_start_method(\"spawn\") at the top of the main script, or create "
-    "nothing on a device in the parent before starting the workers.")
+    "singax: this process was forked from a parent that had already started JAX's devices "
+    "(it created a device, tensor, optimizer or model, or read singa_wrap.USE_CUDA), and JAX "
+    "cannot run in such a child. Call multiprocessing.set_start_method(\"spawn\") at the top "
+    "of the main script, or create nothing on a device in the parent before starting the workers.")
 MSG_NOT_FORKED = "Create the DistOpt right after its optimizer, before any tensor or model."
 
 # (rank, size, local rank) variables of the MPI launchers: Open MPI, then MPICH/Intel MPI (PMI)
@@ -73,6 +73,15 @@ _inherited_backend = False   # this process was forked from one whose JAX device
 def _after_fork_in_child() -> None:
     global _inherited_backend
     _inherited_backend = _backend_started()
+    device = sys.modules.get("singax.device")
+    if _inherited_backend and device is not None:
+        device._devices.clear()   # the next device lookup raises MSG_FORKED
+
+
+def check_not_forked() -> None:
+    """Raise the fork error in a child forked from a process with running JAX devices."""
+    if _inherited_backend:
+        raise RuntimeError(MSG_FORKED)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -87,7 +96,7 @@ def start_runtime(coordinator: str, world_size: Any, rank: Any, local_rank: Any,
     itself (SINGA scripts create the optimizer first), they are restarted and the
     Tensors in `keep` move onto the new devices; any other live array is an error.
     """
-    for what, value in (("world_size", world_size), ("rank", rank), ("local_rank", local_rank)):
+    for what, value in (("world_size", world_size), ("local_rank", local_rank), ("rank", rank)):
         if isinstance(value, bool) or not hasattr(value, "__index__") or value < 0:
             raise ValueError(f"DistOpt: {what} must be a non-negative int, got {value!r}")
     world_size, rank, local_rank = int(world_size), int(rank), int(local_rank)
@@ -98,8 +107,7 @@ def start_runtime(coordinator: str, world_size: Any, rank: Any, local_rank: Any,
             raise ValueError(f"DistOpt: this process already runs as process {jax.process_index()} of "
                              f"{jax.process_count()}, not {rank} of {world_size}")
         return
-    if _inherited_backend:
-        raise RuntimeError(MSG_BACKEND_STARTED.format(n=world_size) + MSG_FORKED)
+    check_not_forked()
     saved = _stop_devices(keep, world_size) if _backend_started() else []
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator, num_processes=world_size, process_id=rank,
