@@ -11,6 +11,7 @@ One process per host; every process feeds its local part of the batch.
 """
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any, Sequence
 
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ._handle import Handle
 from ._launch import NcclIdHolder, mpi_coordinator, mpi_world, start_runtime
 
 __all__ = ["DistOpt", "NcclIdHolder", "init_distributed", "active_mesh", "use_mesh", "clear_mesh"]
@@ -185,17 +187,30 @@ def _eager_multiprocess(array: Any) -> bool:
     return jax.process_count() > 1 and not isinstance(array, jax.core.Tracer)
 
 
+def _owner(array: Any) -> Any:
+    """The Tensor whose data is `array`, or the array itself. SINGA scripts reduce
+    `t.data` (a device buffer there) in place; a jax array is immutable, so the
+    all-reduce writes its result into the Tensor holding it instead."""
+    for ref in gc.get_referrers(array):
+        if isinstance(ref, dict) and ref.get("_data") is array:
+            for owner in gc.get_referrers(ref):
+                if isinstance(owner, Handle) and owner.__dict__ is ref:
+                    return owner
+    return array
+
+
 def _sum_over_workers(tensors: list, half: bool) -> list:
     """Sum Tensors (in place) or arrays over processes; optionally sent in float16."""
-    arrays = [t.data if hasattr(t, "data") else t for t in tensors]
+    arrays = [t.data if isinstance(t, Handle) else t for t in tensors]
     if not arrays or not _eager_multiprocess(arrays[0]):
         return tensors
-    sent = [a.astype(jnp.float16) for a in arrays] if half else arrays
+    sent = [jnp.asarray(a, jnp.float16) for a in arrays] if half else [jnp.asarray(a) for a in arrays]
     summed = [s.astype(a.dtype) for s, a in zip(_across_processes(sent, mean=False), arrays)]
     for t, a in zip(tensors, summed):
-        if hasattr(t, "data"):
-            t.data = a
-    return [t if hasattr(t, "data") else a for t, a in zip(tensors, summed)]
+        owner = t if isinstance(t, Handle) else _owner(t)
+        if isinstance(owner, Handle):
+            owner.data = a
+    return [t if isinstance(t, Handle) else a for t, a in zip(tensors, summed)]
 
 
 class DistOpt:
@@ -255,9 +270,10 @@ class DistOpt:
 
     # --- collectives ------------------------------------------------------------
     def all_reduce(self, tensor):
-        """Sum over workers, in place for a Tensor (as SINGA does). Inside a compiled step
-        and in one process every value is already global, so the argument comes back
-        as it is. SINGA: a raw array cannot change in place; its sum is returned."""
+        """Sum over worker processes, in place (as SINGA does): a Tensor, or the Tensor
+        holding a raw array (scripts pass `t.data`); the sum is also returned. Inside a
+        compiled step and in one process every value is already global, so the
+        argument comes back as it is."""
         return self.fused_all_reduce([tensor])[0]
 
     def fused_all_reduce(self, tensors, send: bool = True):
