@@ -204,7 +204,7 @@ for _name, _fn in ARRAY_METHODS.items():
 def attach_to_jax_arrays() -> None:
     """Give jax arrays the read-only CTensor methods above (as `Tensor.data.GetFloatValue(n)`
     in SINGA code); called when singax is installed as `singa`."""
-    cls = type(jnp.zeros(()))
+    from jax._src.array import ArrayImpl as cls   # the concrete class, without starting a device
     for name, fn in ARRAY_METHODS.items():
         if not hasattr(cls, name):
             setattr(cls, name, fn)

@@ -13,10 +13,8 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import os
 import sys
 import types
-
 
 from .snapshot import Snapshot  # noqa: E402,F401  (kept importable from here)
 
@@ -29,22 +27,6 @@ SUBMODULES = ("tensor", "autograd", "layer", "model", "opt", "device", "initiali
 MSG_OTHER_SINGA = ("install_as_singa: a different module named 'singa' is already imported "
                    "(from {where}); call install_as_singa() (or use `singax run`) before anything "
                    "imports SINGA")
-
-
-# --- singa.singa_wrap --------------------------------------------------------
-
-class NcclIdHolder:
-    """Placeholder for SINGA's NCCL id (multi-process data parallelism shares one).
-
-    singax runs data parallelism through JAX; the object only carries a random id
-    so that scripts which create and pass it around keep working.
-    """
-
-    def __init__(self):
-        self.id = os.urandom(16)
-
-    def __repr__(self) -> str:
-        return f"NcclIdHolder({self.id.hex()})"
 
 
 # --- the alias -------------------------------------------------------------------

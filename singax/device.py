@@ -13,6 +13,7 @@ import warnings
 import jax
 
 from ._handle import Handle
+from ._fork import check_not_forked
 
 __all__ = [
     "Device", "get_default_device", "create_cpu_device", "create_cuda_gpu",
@@ -124,6 +125,7 @@ _devices: dict[tuple[str, int], Device] = {}
 def _get(platform: str, index: int) -> Device:
     key = (platform, index)
     if key not in _devices:
+        check_not_forked()
         jdev = jax.local_devices(backend=platform)[index]   # this process's devices
         _devices[key] = Device(jdev, -1 if platform == "cpu" else index)
     return _devices[key]

@@ -22,7 +22,7 @@ import numpy as np
 from ._ctensor import COMPARISONS, CTensor, raw
 from .autograd.nn import BatchNormHandle, ConvHandle, PoolingHandle
 from .autograd.rnn import CudnnRNNHandle
-from .compat import NcclIdHolder
+from .dist import NcclIdHolder
 
 Tensor = CTensor
 CudnnBatchNormHandle = BatchNormHandle

@@ -1,0 +1,143 @@
+"""SINGA's multi-process launchers on CPU: 2 worker processes joined by jax.distributed (gloo).
+
+Each run trains tests/dist/workload.py's MLP on its half of every global batch; the
+parameters of both ranks must be bit-identical after every step and equal (to float32
+noise) to one process training on the whole batch.
+"""
+import importlib.util
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.join(os.path.dirname(__file__), "dist")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(
+    [ROOT, HERE] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+ENV.pop("XLA_FLAGS", None)
+
+
+def _single(tmp_path, graph: bool):
+    """The reference: one process, whole batch (run here, in a child for a clean JAX)."""
+    code = ("import sys, workload; from singax import opt; "
+            "workload.train(opt.SGD(lr=0.1, momentum=0.9, weight_decay=1e-4), 0, 1, sys.argv[1], "
+            f"{graph})")
+    out = tmp_path / "single.npz"
+    done = subprocess.run([sys.executable, "-c", code, str(out)], env=ENV, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return np.load(out)
+
+
+def _check_ranks(tmp_path, graph: bool):
+    ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
+    single = _single(tmp_path, graph)
+    params = [k for k in single.files if not k.startswith("loss/")]
+    assert len(params) == 4 * 4          # 4 parameters after each of 4 steps
+    for k in params:
+        np.testing.assert_array_equal(ranks[0][k], ranks[1][k], err_msg=k)
+        np.testing.assert_allclose(ranks[0][k], single[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    return ranks, single
+
+
+def _losses(npz):
+    return [float(npz[f"loss/{s}"].reshape(-1)[0]) for s in range(4)]
+
+
+@pytest.mark.parametrize("mode", ["graph", "eager"])
+def test_nccl_id_workers_from_multiprocessing_train_in_step(tmp_path, mode):
+    done = subprocess.run([sys.executable, os.path.join(HERE, "train_multiprocess.py"), str(tmp_path), "2", mode],
+                          env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks, single = _check_ranks(tmp_path, mode == "graph")
+    if mode == "eager":   # each worker reports the loss of its own half, as SINGA's do
+        assert _losses(ranks[0]) != _losses(ranks[1])
+        np.testing.assert_allclose(np.add(_losses(ranks[0]), _losses(ranks[1])) / 2, _losses(single), rtol=1e-5)
+
+
+def test_spawned_workers_train_in_step(tmp_path):
+    done = subprocess.run([sys.executable, os.path.join(HERE, "train_multiprocess.py"), str(tmp_path), "2",
+                           "graph", "spawn"], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _check_ranks(tmp_path, True)
+
+
+@pytest.mark.parametrize("launcher", [("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE")])
+def test_mpi_environment_launch_trains_in_step(tmp_path, launcher):
+    rank_var, size_var = launcher
+    procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "train_mpi.py"), str(tmp_path), "graph"],
+                              env=dict(ENV, **{rank_var: str(r), size_var: "2"}),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    try:
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    _check_ranks(tmp_path, True)
+
+
+FORK_AFTER_JAX = r'''
+import multiprocessing, sys
+import jax
+from singax import dist, opt
+def worker(nccl_id, q):
+    try:
+        opt.DistOpt(opt.SGD(0.1), nccl_id=nccl_id, local_rank=0, world_size=1)
+        q.put("started")
+    except RuntimeError as err:
+        q.put(str(err))
+if __name__ == "__main__":
+    multiprocessing.set_start_method("fork")
+    jax.devices()                      # the parent starts JAX's devices before forking
+    q = multiprocessing.Queue()
+    p = multiprocessing.Process(target=worker, args=(dist.NcclIdHolder(), q))
+    p.start()
+    print(q.get(timeout=60))
+    p.join()
+'''
+
+
+def test_fork_after_the_parent_used_jax_raises_naming_spawn():
+    done = subprocess.run([sys.executable, "-c", FORK_AFTER_JAX], env=ENV, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'multiprocessing.set_start_method("spawn")' in done.stdout, done.stdout
+
+
+LAZY = r'''
+import pickle
+from jax._src import xla_bridge
+import singax
+singa = singax.install_as_singa()
+from singa import singa_wrap
+holder = singa_wrap.NcclIdHolder()
+copy = pickle.loads(pickle.dumps(holder))
+assert copy.address == holder.address and copy.id == holder.id
+assert not xla_bridge.backends_are_initialized()
+assert isinstance(singa_wrap.USE_CUDA, bool)        # reading the flag may start JAX
+print(holder.address)
+'''
+
+
+def test_nccl_id_holder_and_singa_wrap_start_no_devices():
+    done = subprocess.run([sys.executable, "-c", LAZY], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    host, port = done.stdout.strip().rsplit(":", 1)
+    assert host == "127.0.0.1" and 0 < int(port) < 65536
+
+
+def test_distopt_argument_errors():
+    from singax import opt
+    from singax.dist import NcclIdHolder
+    with pytest.raises(TypeError, match="NcclIdHolder"):
+        opt.DistOpt(opt.SGD(0.1), nccl_id=b"\x00" * 16, local_rank=0, world_size=2)
+    with pytest.raises(ValueError, match="local_rank and world_size"):
+        opt.DistOpt(opt.SGD(0.1), nccl_id=NcclIdHolder(), world_size=2)
+    with pytest.raises(ValueError, match="outside 0..1"):
+        opt.DistOpt(opt.SGD(0.1), nccl_id=NcclIdHolder(), local_rank=2, world_size=2)
+    with pytest.raises(ValueError, match="local_rank must be a non-negative int"):
+        opt.DistOpt(opt.SGD(0.1), nccl_id=NcclIdHolder(), local_rank=-1, world_size=2)
