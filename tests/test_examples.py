@@ -19,8 +19,8 @@ import zipfile
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = os.path.join(ROOT, "examples")
+from _helpers import EXAMPLES, ROOT, example
+
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 EPOCH_LINE = re.compile(r"^epoch (\d+): train loss (\S+),.*?(?:test|next-character) accuracy ([\d.]+)%",
                         re.M)
@@ -71,11 +71,7 @@ def test_mnist_cnn_short(tmp_path):
     assert plot.exists() == HAS_MPL
 
     # the checkpoint restores into a fresh model with the same predictions
-    sys.path.insert(0, EXAMPLES)
-    try:
-        import mnist_cnn
-    finally:
-        sys.path.remove(EXAMPLES)
+    mnist_cnn = example("mnist_cnn")
     from singax import opt, tensor
     x = tensor.from_numpy(np.linspace(-1, 1, 2 * 28 * 28, dtype=np.float32).reshape(2, 1, 28, 28))
     a, b = mnist_cnn.CNN(), mnist_cnn.CNN()
@@ -148,11 +144,7 @@ def test_resnet_cifar_reads_python_batches(tmp_path):
         rows = rng.integers(0, 256, size=(4, 3072), dtype=np.uint8)
         with open(tmp_path / name, "wb") as f:
             pickle.dump({b"data": rows, b"labels": list(range(4))}, f)
-    sys.path.insert(0, EXAMPLES)
-    try:
-        import resnet_cifar
-    finally:
-        sys.path.remove(EXAMPLES)
+    resnet_cifar = example("resnet_cifar")
     (x, y), (xt, yt) = resnet_cifar.load_cifar10(str(tmp_path))
     assert x.shape == (20, 3, 32, 32) and xt.shape == (4, 3, 32, 32) and x.dtype == np.float32
     assert y.tolist() == [0, 1, 2, 3] * 5
@@ -175,11 +167,7 @@ def test_char_rnn_synthetic_short(tmp_path):
 
 
 def test_char_rnn_text_file_and_streams(tmp_path):
-    sys.path.insert(0, EXAMPLES)
-    try:
-        import char_rnn
-    finally:
-        sys.path.remove(EXAMPLES)
+    char_rnn = example("char_rnn")
     path = tmp_path / "poem.txt"
     path.write_bytes("roses are red, violets are blue; ".encode() + b"\xff")
     text = char_rnn.read_text(str(path))
