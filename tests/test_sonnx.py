@@ -14,6 +14,7 @@ from singax import autograd, layer, model, opt, sonnx, tensor  # noqa: E402
 from singax.autograd.rnn import CudnnRNNHandle  # noqa: E402
 from singax.tensor import Tensor  # noqa: E402
 from test_ops import cases, sample_inputs  # noqa: E402
+from _helpers import mnist_cnn  # noqa: E402
 
 
 # --------------------------------------------------------------------------- helpers
@@ -178,24 +179,7 @@ def test_mlp(eval_mode):
     check_export([x], [y])
 
 
-class MnistCNN(model.Model):
-    """SINGA's examples/cnn model: conv 20 k5, maxpool 2, conv 50 k5, maxpool 2, 500, relu, 10."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = layer.Conv2d(1, 20, 5, padding=0, activation="RELU")
-        self.conv2 = layer.Conv2d(20, 50, 5, padding=0, activation="RELU")
-        self.linear1 = layer.Linear(500)
-        self.linear2 = layer.Linear(10)
-        self.pooling1 = layer.MaxPool2d(2, 2, padding=0)
-        self.pooling2 = layer.MaxPool2d(2, 2, padding=0)
-        self.relu = layer.ReLU()
-        self.flatten = layer.Flatten()
-
-    def forward(self, x):
-        y = self.pooling1(self.conv1(x))
-        y = self.pooling2(self.conv2(y))
-        return self.linear2(self.relu(self.linear1(self.flatten(y))))
+MnistCNN = mnist_cnn()   # SINGA's examples/cnn model, as examples/mnist_cnn.py defines it
 
 
 def test_mnist_cnn_export_import_round_trip(eval_mode):

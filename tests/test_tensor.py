@@ -10,15 +10,11 @@ import pytest
 
 from singax import autograd, device, tensor
 from singax.tensor import Tensor
+from _helpers import T
 
 RNG = np.random.default_rng(0)
 A = RNG.standard_normal((2, 3)).astype(np.float32)
 B = RNG.uniform(0.5, 2.0, (2, 3)).astype(np.float32)
-
-
-def T(a, dtype=None):
-    a = np.asarray(a)
-    return Tensor(data=a, dtype=a.dtype if dtype is None else dtype)
 
 
 def npy(t):

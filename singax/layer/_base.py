@@ -123,6 +123,23 @@ class Layer:
     def forward(self, *inputs):
         raise NotImplementedError(f"{type(self).__name__} must define forward")
 
+    def _tensors_by_name(self, own_attrs: tuple, of_sublayer) -> dict:
+        """By name: the tensors this layer holds in the attribute lists `own_attrs`, its
+        contained parameter Tensors, then `of_sublayer(sub)` of every sublayer."""
+        self._sync_containers()
+        d = self.__dict__
+        out: dict = {}
+        for attrs in own_attrs:
+            for attr in d[attrs]:
+                _collect(out, d.get(attr), self)
+        for t in d["_contained"].values():
+            if isinstance(t, Tensor) and t.stores_grad:
+                _collect(out, t, self)
+        for sub in d["_layers"].values():
+            for t in of_sublayer(sub).values():
+                _collect(out, t, self)
+        return out
+
     def get_params(self) -> dict:
         """Parameters by name: this layer's own (Tensors with `stores_grad` assigned to it,
         or built in), then every sublayer's.
@@ -130,34 +147,11 @@ class Layer:
         SINGA: sublayers that were never initialised are skipped and Tensors merely
         assigned as attributes are not collected; singax collects parameter Tensors.
         """
-        self._sync_containers()
-        params: dict = {}
-        d = self.__dict__
-        for attr in d["_param_attrs"]:
-            _collect(params, d.get(attr), self)
-        for t in d["_contained"].values():
-            if isinstance(t, Tensor) and t.stores_grad:
-                _collect(params, t, self)
-        for sub in d["_layers"].values():
-            for t in sub.get_params().values():
-                _collect(params, t, self)
-        return params
+        return self._tensors_by_name(("_param_attrs",), lambda sub: sub.get_params())
 
     def get_states(self) -> dict:
         """Parameters plus buffers (BatchNorm running statistics) by name."""
-        self._sync_containers()
-        d = self.__dict__
-        states: dict = {}
-        for attr in d["_param_attrs"]:
-            _collect(states, d.get(attr), self)
-        for attr in d["_state_attrs"]:
-            _collect(states, d.get(attr), self)
-        for t in d["_contained"].values():
-            if isinstance(t, Tensor) and t.stores_grad:
-                _collect(states, t, self)
-        for sub in d["_layers"].values():
-            for t in sub.get_states().values():
-                _collect(states, t, self)
+        states = self._tensors_by_name(("_param_attrs", "_state_attrs"), lambda sub: sub.get_states())
         if type(self).get_params is not Layer.get_params:   # keep what an override adds
             for t in self.get_params().values():
                 _collect(states, t, self)

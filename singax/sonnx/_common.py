@@ -25,6 +25,17 @@ _IMPORT_TYPES = {
 }
 
 
+def registrar(table: dict):
+    """`decorator(*names)` that files the decorated function in `table` under each name."""
+    def decorator(*names: str):
+        def file(fn):
+            for name in names:
+                table[name] = fn
+            return fn
+        return file
+    return decorator
+
+
 def onnx_type_of(dtype) -> int:
     """The ONNX element type of a numpy/jax dtype."""
     return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))

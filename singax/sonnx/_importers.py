@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._common import registrar
 from .. import autograd
 from ..autograd import CLASSES
 from ..autograd.elementwise import SELU_ALPHA, SELU_GAMMA
@@ -47,14 +48,7 @@ class Imported:
 
 
 IMPORTERS: dict[str, Callable] = {}
-
-
-def importer(*op_types: str):
-    def deco(build):
-        for t in op_types:
-            IMPORTERS[t] = build
-        return build
-    return deco
+importer = registrar(IMPORTERS)
 
 
 def _fail(node, why: str) -> UnsupportedNode:

@@ -84,13 +84,18 @@ def _np_input(x: Any, where: str) -> np.ndarray:
     return arr
 
 
-def _shape_tuple(shape: Any, where: str) -> tuple:
+def _ints_of_shape(shape: Any, where: str) -> tuple:
+    """An int or a sequence of ints as a tuple of ints (any sign)."""
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
     try:
-        out = tuple(int(s) for s in shape)
+        return tuple(int(s) for s in shape)
     except TypeError:
         raise TypeError(f"{where}: shape must be a sequence of ints, got {shape!r}") from None
+
+
+def _shape_tuple(shape: Any, where: str) -> tuple:
+    out = _ints_of_shape(shape, where)
     if any(s < 0 for s in out):
         raise ValueError(f"{where}: negative dimension in shape {out}")
     return out
@@ -142,12 +147,7 @@ def _index_int(v: Any) -> int:
 
 
 def _reshape_target(old: tuple, shape: Any, where: str) -> tuple:
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    try:
-        shape = tuple(int(s) for s in shape)
-    except TypeError:
-        raise TypeError(f"{where}: shape must be a sequence of ints, got {shape!r}") from None
+    shape = _ints_of_shape(shape, where)
     size = int(np.prod(old, dtype=np.int64))
     if shape.count(-1) > 1 or any(s < -1 for s in shape):
         raise ValueError(f"{where}: invalid target shape {shape} (at most one -1, no other negatives)")

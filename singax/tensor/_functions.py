@@ -27,8 +27,11 @@ def _binary_fn(name: str, x: Any, y: Any, where: str) -> Tensor:
     return out
 
 
-def _write(ret: Tensor, result: Tensor, where: str) -> Tensor:
-    """Store `result` into `ret` in place (SINGA's `ret=`/`out=`); same shape required."""
+def _write(ret: Tensor | None, result: Tensor, where: str) -> Tensor:
+    """`result`, or with `ret` given (SINGA's `ret=`/`out=`), `result` stored into `ret` in
+    place (same shape required) and `ret`."""
+    if ret is None:
+        return result
     if not isinstance(ret, Tensor):
         raise TypeError(f"{where}: the output must be a Tensor, got {type(ret).__name__}")
     if ret.shape != result.shape:
@@ -215,13 +218,13 @@ def sum(t: Tensor, axis: Any = None, out: Tensor | None = None) -> Tensor:
     if res.ndim == 0:
         res = jnp.reshape(res, (1, 1))
     ret = t._new(res)
-    return ret if out is None else _write(out, ret, "sum")
+    return _write(out, ret, "sum")
 
 
 def pow(t: Tensor, x: Any, out: Tensor | None = None) -> Tensor:
     """Element-wise t ** x (x a number or a broadcastable Tensor); written into `out` if given."""
     ret = _binary_fn("pow", t, x, "pow")
-    return ret if out is None else _write(out, ret, "pow")
+    return _write(out, ret, "pow")
 
 
 def average(t: Tensor, axis: int | None = None):
@@ -250,7 +253,7 @@ def softmax(t: Tensor, out: Tensor | None = None) -> Tensor:
                          "use autograd.softmax(x, axis) for higher ranks")
     x = t.data.astype(_float_of(t._np_dtype()))
     ret = t._new(jax.nn.softmax(x, axis=-1 if t.ndim() == 2 else None))
-    return ret if out is None else _write(out, ret, "softmax")
+    return _write(out, ret, "softmax")
 
 
 def lt(t: Tensor, x: Any) -> Tensor:
@@ -280,26 +283,22 @@ def eq(t: Tensor, x: Any) -> Tensor:
 
 def add(lhs: Tensor, rhs: Any, ret: Tensor | None = None) -> Tensor:
     """lhs + rhs; written into `ret` (same shape) and returned if given."""
-    out = _binary_fn("add", lhs, rhs, "add")
-    return out if ret is None else _write(ret, out, "add")
+    return _write(ret, _binary_fn("add", lhs, rhs, "add"), "add")
 
 
 def sub(lhs: Tensor, rhs: Any, ret: Tensor | None = None) -> Tensor:
     """lhs - rhs; written into `ret` (same shape) and returned if given."""
-    out = _binary_fn("sub", lhs, rhs, "sub")
-    return out if ret is None else _write(ret, out, "sub")
+    return _write(ret, _binary_fn("sub", lhs, rhs, "sub"), "sub")
 
 
 def eltwise_mult(lhs: Tensor, rhs: Any, ret: Tensor | None = None) -> Tensor:
     """lhs * rhs element-wise; written into `ret` (same shape) and returned if given."""
-    out = _binary_fn("mul", lhs, rhs, "eltwise_mult")
-    return out if ret is None else _write(ret, out, "eltwise_mult")
+    return _write(ret, _binary_fn("mul", lhs, rhs, "eltwise_mult"), "eltwise_mult")
 
 
 def div(lhs: Tensor, rhs: Any, ret: Tensor | None = None) -> Tensor:
     """lhs / rhs; written into `ret` (same shape) and returned if given."""
-    out = _binary_fn("div", lhs, rhs, "div")
-    return out if ret is None else _write(ret, out, "div")
+    return _write(ret, _binary_fn("div", lhs, rhs, "div"), "div")
 
 
 def mult(A: Tensor, B: Tensor, C: Tensor | None = None, alpha: float = 1.0, beta: float = 0.0) -> Tensor:
