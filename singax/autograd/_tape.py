@@ -16,6 +16,11 @@ MSG_NO_SAVED = ("{op}: backward needs values saved by forward, but forward ran w
                 "model.train()) before the forward pass")
 
 
+class OperandError(ValueError, AssertionError):
+    """Operator inputs of incompatible shapes or values. SINGA checks these with `assert`,
+    so this is also an AssertionError (code catching either keeps working)."""
+
+
 def is_training() -> bool:
     return sys.modules["singax.autograd"].training
 
