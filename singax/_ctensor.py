@@ -95,9 +95,6 @@ class CTensor:
         s = tuple(self.value.shape)
         return s if axis is None else s[axis]
 
-
-
-
     def device(self):
         from .tensor import _device_of
         return _device_of(self.value)
@@ -105,10 +102,6 @@ class CTensor:
     def transpose(self) -> bool:
         """Whether the storage is transposed: never (values are laid out row-major)."""
         return False
-
-
-
-
 
     # --- in-place writes ---------------------------------------------------
     def SetFloatValue(self, x: float) -> None:  # noqa: N802
