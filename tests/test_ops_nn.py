@@ -662,3 +662,16 @@ def test_side_effect_ops_and_losses_compile_once_per_configuration():
     for _ in range(3):
         step()
     assert (fwd_bn._cache_size(), bwd_bn._cache_size(), fwd_ce._cache_size()) == sizes
+
+
+@pytest.mark.parametrize("call", [
+    lambda a, b, c: autograd.softmax_cross_entropy(b, c),
+    lambda a, b, c: autograd.mse_loss(b, c),
+    lambda a, b, c: autograd.add_bias(b, a, 3),
+    lambda a, b, c: autograd.ranking_loss(b, a),
+])
+def test_operand_errors_are_value_and_assertion_errors(call):
+    a, b, c = (Tensor(data=np.zeros(s, np.float32)) for s in ((4,), (4, 4), (4, 4, 4)))
+    with pytest.raises(autograd.OperandError) as info:
+        call(a, b, c)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, AssertionError)

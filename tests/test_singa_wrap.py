@@ -134,3 +134,15 @@ def test_use_cuda_is_computed_on_first_read_only():
             "print(before, bool(b._backends), isinstance(flag, bool))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True", "True"]
+
+
+def test_inputs_without_gradient_get_zeros_from_the_public_backward():
+    idx = Tensor(data=np.array([[0, 2], [1, 1]], np.int32))
+    w = RNG.standard_normal((3, 4)).astype(np.float32)
+    y = autograd.embedding(idx, Tensor(data=w))
+    dy = RNG.standard_normal((2, 2, 4)).astype(np.float32)
+    dx, dw = y.creator.backward(jnp.asarray(dy))
+    assert dx.shape() == (2, 2) and not np.asarray(dx).any()
+    expected = np.zeros_like(w)
+    np.add.at(expected, np.array([[0, 2], [1, 1]]), dy)
+    np.testing.assert_allclose(np.asarray(dw), expected, rtol=1e-6)

@@ -418,6 +418,14 @@ def test_import_onehot_where_constant_of_shape_shape():
     check_import(node_model("Shape", [("x", x)]), [x])
 
 
+def test_import_castlike_takes_the_second_inputs_type():
+    x = np.array([[1.7, -2.5, 0.2]], np.float32)
+    check_import(node_model("CastLike", [("x", x), ("like", np.zeros(1, np.int32))], opset=15), [x, np.zeros(1, np.int32)])
+    got = sonnx.prepare(node_model("CastLike", [("x", x), ("like", np.zeros(1, np.int32))], opset=15)).run(
+        [x, np.zeros(1, np.int32)])[0]
+    assert got.dtype == np.int32 and got.tolist() == [[1, -2, 0]]
+
+
 def test_import_gather_with_computed_indices_is_a_lookup():
     table, ids = f32(6, 3), RNG.integers(0, 6, (2, 4)).astype(np.int64)
     m = node_model("Gather", [("table", table), ("ids", ids)], inits=["table"], axis=0)

@@ -4,7 +4,7 @@
 they keep what backward needs; BatchNorm and Dropout switch behaviour on it.
 """
 from ._tape import (Operator, Operation, Dummy, backward, gradients, infer_dependency,
-                    axis_helper, back_broadcast, ctensor2numpy)
+                    axis_helper, back_broadcast, ctensor2numpy, OperandError)
 from ._op import Op, OPS, CLASSES, register, BuiltinOperator
 from ..tensor import CTensor
 

@@ -16,6 +16,11 @@ MSG_NO_SAVED = ("{op}: backward needs values saved by forward, but forward ran w
                 "model.train()) before the forward pass")
 
 
+class OperandError(ValueError, AssertionError):
+    """Operator inputs of incompatible shapes or values. SINGA checks these with `assert`,
+    so this is also an AssertionError (code catching either keeps working)."""
+
+
 def is_training() -> bool:
     return sys.modules["singax.autograd"].training
 
@@ -92,14 +97,22 @@ class Operator:
 
         `dy` may be a number, a jax array, a CTensor or a Tensor. Returns CTensors
         (`shape()`, `GetFloatValue(n)`...; `tensor.from_raw_tensor` takes them): the bare
-        gradient for a one-input operator, a tuple otherwise (None for an input that gets
-        no gradient).
+        gradient for a one-input operator, a tuple otherwise. An input the tape gives no
+        gradient (indices, a condition) gets zeros of its shape where forward saved it
+        (None otherwise), as SINGA returns a tensor per input.
         """
         dxs = self._backward_raw(raw(dy), *[raw(d) for d in more])
         if not isinstance(dxs, (tuple, list)):
             return CTensor.view(dxs)
-        views = tuple(None if d is None else CTensor.view(d) for d in dxs)
+        views = tuple(CTensor.view(d) if d is not None else self._zero_grad(i) for i, d in enumerate(dxs))
         return views[0] if len(views) == 1 else views
+
+    def _zero_grad(self, i: int):
+        saved = self.__dict__.get("_saved")
+        if not isinstance(saved, tuple) or i >= len(saved) or not hasattr(saved[i], "shape"):
+            return None
+        dt = saved[i].dtype if jnp.issubdtype(saved[i].dtype, jnp.floating) else jnp.float32
+        return CTensor.view(jnp.zeros(saved[i].shape, dt))
 
     def _backward_raw(self, *dys):
         # Auto-derived backward for user operators that only define forward.

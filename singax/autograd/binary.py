@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._op import OPS, BuiltinOperator, Op, register
-from ._tape import back_broadcast
+from ._tape import OperandError, back_broadcast
 from .. import tensor as _tensor
 from ..tensor import Tensor
 
@@ -63,7 +63,7 @@ def _matmul_check(x, w):
 
 def _add_bias_check(x, b, axis=0):
     if axis not in (0, 1):
-        raise ValueError(f"add_bias: axis must be 0 (bias per column) or 1 (bias per row), got {axis!r}")
+        raise OperandError(f"add_bias: axis must be 0 (bias per column) or 1 (bias per row), got {axis!r}")
     if x.ndim != 2:
         raise ValueError(f"add_bias: x must be 2-D, got shape {x.shape}")
     n = x.shape[1 - axis]

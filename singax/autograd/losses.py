@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._op import CLASSES, Op, register
+from ._tape import OperandError
 from .nn import _PureOperator
 from ..tensor import Tensor
 
@@ -79,7 +80,7 @@ class _Loss(_PureOperator):
 
     def _check(self, x, t) -> None:
         if x.shape != t.shape:
-            raise ValueError(f"{type(self).__name__}: expected target of shape {tuple(x.shape)}, "
+            raise OperandError(f"{type(self).__name__}: expected target of shape {tuple(x.shape)}, "
                              f"got {tuple(t.shape)}")
 
     def forward(self, x):
@@ -102,7 +103,7 @@ class SoftMaxCrossEntropy(_Loss):
 
     def _check(self, x, t) -> None:
         if x.ndim != 2:
-            raise ValueError(f"SoftMaxCrossEntropy: expected 2-D logits (N, C), got shape {tuple(x.shape)}")
+            raise OperandError(f"SoftMaxCrossEntropy: expected 2-D logits (N, C), got shape {tuple(x.shape)}")
         if t.size == x.shape[0]:
             if not isinstance(t, jax.core.Tracer):
                 labels = np.asarray(t)
@@ -111,7 +112,7 @@ class SoftMaxCrossEntropy(_Loss):
                     raise ValueError(f"SoftMaxCrossEntropy: labels must be integers in [0, {x.shape[1]}), "
                                      f"got values in [{labels.min()}, {labels.max()}]")
         elif tuple(t.shape) != tuple(x.shape):
-            raise ValueError(f"SoftMaxCrossEntropy: expected {x.shape[0]} int labels or a dense target of "
+            raise OperandError(f"SoftMaxCrossEntropy: expected {x.shape[0]} int labels or a dense target of "
                              f"shape {tuple(x.shape)}, got target shape {tuple(t.shape)}")
 
 
@@ -126,7 +127,7 @@ class CrossEntropy(_Loss):
 
     def _check(self, x, t) -> None:
         if x.ndim != 2:
-            raise ValueError(f"CrossEntropy: expected 2-D probabilities (N, C), got shape {tuple(x.shape)}")
+            raise OperandError(f"CrossEntropy: expected 2-D probabilities (N, C), got shape {tuple(x.shape)}")
         super()._check(x, t)
 
 
@@ -152,7 +153,7 @@ class MeanSquareError(_Loss):
         except ValueError:
             fits = False
         if not fits:
-            raise ValueError(f"MeanSquareError: expected target of shape {tuple(x.shape)} or one that "
+            raise OperandError(f"MeanSquareError: expected target of shape {tuple(x.shape)} or one that "
                              f"broadcasts to it, got {tuple(t.shape)}")
 
 
@@ -182,7 +183,7 @@ def _ranking(pos, neg, *, M=0.2):
 
 def _ranking_check(pos, neg, *, M=0.2):
     if pos.shape != neg.shape:
-        raise ValueError(f"ranking_loss: pos and neg must have the same shape, got {tuple(pos.shape)} "
+        raise OperandError(f"ranking_loss: pos and neg must have the same shape, got {tuple(pos.shape)} "
                          f"and {tuple(neg.shape)}")
 
 

@@ -537,7 +537,8 @@ register(
     Op("embedding", _embedding_forward, cls="Embedding", inputs=2, diff=(1,), shapes=[()],
        sample=_embedding_sample, ref=lambda x, w: w[x.astype(np.int64)], check=_embedding_check,
        doc="Row lookup: x (N, T) indices, w (V, D) -> (N, T, D). "
-           "SINGA: dx is None (SINGA returns a meaningless sum of dy); only w gets a gradient."),
+           "SINGA: x gets no gradient (SINGA's dx is a meaningless sum of dy; the public "
+           "`op.backward` returns zeros of x's shape); only w gets a gradient."),
     Op("cossim", _cossim_forward, cls="CosSim", inputs=2, shapes=[((3, 4), (3, 4)), ((1, 6), (1, 6))],
        domain="nonzero", ref=_np_cossim, check=_cossim_check,
        doc="Row-wise cosine similarity of two (B, D) tensors -> (B,)."),

@@ -296,6 +296,16 @@ def _cast(node, opset):
     return _configured(node, "Cast", to=_ONNX_TO_CODE[to])
 
 
+@importer("CastLike")
+def _cast_like(node, opset):
+    op = _op("Cast", node=node, to=0)
+
+    def run(x, like):
+        op.to = like.dtype   # singax's dtype for like's ONNX type (bool: 1.0/0.0 float32)
+        return op(x)[0]
+    return Imported(node, run, op)
+
+
 @importer("Shape")
 def _shape(node, opset):
     start, end = node.getattr("start", 0), node.getattr("end")
