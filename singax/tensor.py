@@ -108,6 +108,25 @@ def _np_input(x: Any, where: str) -> np.ndarray:
     return arr
 
 
+def _from_host(x: Any, dtype: Any, jax_device: Any, where: str, shape: tuple | None = None) -> jax.Array:
+    """A device array with the values of `x` converted to `dtype`, sharing no memory with `x`.
+
+    XLA:CPU may use an aligned host buffer in place, so the values are first copied into
+    a buffer that only the tensor holds. Integers that do not fit `dtype` raise
+    OverflowError naming its range.
+    """
+    arr = _np_input(x, where)
+    dt = np.dtype(dtype)
+    if dt.kind in "iu" and arr.dtype.kind in "iuf" and arr.size and not np.can_cast(arr.dtype, dt):
+        info = np.iinfo(dt)
+        lo, hi = arr.min(), arr.max()
+        if lo < info.min or hi > info.max:
+            raise OverflowError(f"{where}: values in [{lo}, {hi}] do not fit {dt} "
+                                f"(range [{info.min}, {info.max}])")
+    host = arr.astype(dt, copy=True)   # owned: device_put may keep using it
+    return jax.device_put(host if shape is None else host.reshape(shape), jax_device)
+
+
 def _shape_tuple(shape: Any, where: str) -> tuple:
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
@@ -171,8 +190,7 @@ class Tensor(Handle):
             if device is None and not _is_tracer(data):
                 dev = _device_of(data)
         else:
-            np_data = _np_input(data, "Tensor")
-            arr = _on(np_data.astype(to_np_dtype(dtype, "Tensor"), copy=False), dev)
+            arr = _from_host(data, to_np_dtype(dtype, "Tensor"), dev.jax_device, "Tensor")
         self._init(arr, dev, requires_grad, stores_grad, creator, name)
 
     def _init(self, arr, dev, requires_grad: bool = True, stores_grad: bool = False,
@@ -342,7 +360,8 @@ class Tensor(Handle):
         if arr.size != self.size():
             raise ValueError(f"Tensor.copy_from_numpy: array of shape {arr.shape} ({arr.size} elements) "
                              f"does not fit a tensor of shape {self.shape} ({self.size()} elements)")
-        self.data = _on(arr.astype(self._np_dtype()).reshape(self.shape), self.device)
+        self.data = _from_host(arr, self._np_dtype(), self.device.jax_device, "Tensor.copy_from_numpy",
+                               self.shape)
 
     def copy_data(self, t: "Tensor") -> None:
         """Copy the values of `t` (same element count and dtype; any device) into self."""
