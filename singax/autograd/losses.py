@@ -27,39 +27,51 @@ __all__: list[str] = [
 ]
 
 _LOG_FLT_MIN = float(np.log(np.finfo(np.float32).tiny))  # SINGA clamps p at FLT_MIN
+_HALF = (jnp.float16, jnp.bfloat16)
 
 
-def _mean_over_rows(per_row_sum, n):
-    return (per_row_sum / n).reshape(1)
+def _accumulating(fn):
+    """`fn(x, t)` computed in float32 for float16/bfloat16 `x`; the loss keeps x's dtype."""
+    def loss(static, xs, consts):
+        (x,), (t,) = xs, consts
+        dtype = x.dtype
+        if dtype in _HALF:
+            x = x.astype(jnp.float32)
+        return fn(x, t).reshape(1).astype(dtype), None
+    return loss
 
 
-def _softmax_ce(static, xs, consts):
-    (x,), (t,) = xs, consts
+def _clamped_value(logp):
+    """`logp` with its value clamped at log(FLT_MIN) and its gradient left unclamped."""
+    return logp + jax.lax.stop_gradient(jnp.maximum(logp, _LOG_FLT_MIN) - logp)
+
+
+@_accumulating
+def _softmax_ce(x, t):
     logp = jax.nn.log_softmax(x, axis=1)
-    if t.size == x.shape[0]:  # integer class ids: clamp only the picked values (one pass less)
+    n = x.shape[0]
+    if t.size == n:  # integer class ids: gather the picked log-probabilities
         picked = jnp.take_along_axis(logp, t.reshape(-1, 1).astype(jnp.int32), axis=1)
-        return _mean_over_rows(-jnp.sum(jnp.maximum(picked, _LOG_FLT_MIN)), x.shape[0]), None
-    logp = jnp.maximum(logp, _LOG_FLT_MIN)
+        return -jnp.sum(_clamped_value(picked)) / n
     t = t.astype(x.dtype)
     t = t / jnp.sum(t, axis=1, keepdims=True)
-    return _mean_over_rows(-jnp.sum(t * logp), x.shape[0]), None
+    return -jnp.sum(t * _clamped_value(logp)) / n
 
 
-def _cross_entropy(static, xs, consts):
-    (x,), (t,) = xs, consts
-    return _mean_over_rows(-jnp.sum(t.astype(x.dtype) * jnp.log(x)), x.shape[0]), None
+@_accumulating
+def _cross_entropy(x, t):
+    return -jnp.sum(t.astype(x.dtype) * jnp.log(x)) / x.shape[0]
 
 
-def _binary_cross_entropy(static, xs, consts):
-    (x,), (t,) = xs, consts
+@_accumulating
+def _binary_cross_entropy(x, t):
     t = t.astype(x.dtype)
-    s = jnp.sum(t * jnp.log(x + 1e-4) + (1 - t) * jnp.log(1.0001 - x))
-    return _mean_over_rows(-s, x.shape[0]), None
+    return -jnp.sum(t * jnp.log(x + 1e-4) + (1 - t) * jnp.log(1.0001 - x)) / x.shape[0]
 
 
-def _mse(static, xs, consts):
-    (x,), (t,) = xs, consts
-    return (jnp.sum((x - t.astype(x.dtype)) ** 2) / x.size).reshape(1), None
+@_accumulating
+def _mse(x, t):
+    return jnp.sum((x - t.astype(x.dtype)) ** 2) / x.size
 
 
 def _array_of(t: Any):
@@ -84,6 +96,7 @@ class _Loss(_PureOperator):
                              f"got {tuple(t.shape)}")
 
     def forward(self, x):
+        """The loss, shape (1,); float16/bfloat16 inputs are reduced in float32."""
         t = self.t
         self._check(x, t)
         return self._run(type(self)._fn, (), (x,), (t,))[0]
@@ -93,8 +106,8 @@ class SoftMaxCrossEntropy(_Loss):
     """Mean over rows of -log softmax(x)[target] for logits x (N, C).
 
     `t` holds int class ids when `t.size == N` ((N,) or (N, 1)); otherwise it is a dense
-    (N, C) target whose rows are normalised to sum 1. Log-probabilities are clamped at
-    log(FLT_MIN). Labels out of [0, C) raise ValueError (checked in eager mode).
+    (N, C) target whose rows are normalised to sum 1. The reported log-probabilities are
+    clamped at log(FLT_MIN); the gradient is always softmax(x) - target. Labels out of [0, C) raise ValueError (checked in eager mode).
 
     SINGA: dense targets are read through an int pointer (only exact one-hot rows work).
     """

@@ -94,6 +94,25 @@ def _ints_of_shape(shape: Any, where: str) -> tuple:
         raise TypeError(f"{where}: shape must be a sequence of ints, got {shape!r}") from None
 
 
+def _from_host(x: Any, dtype: Any, jax_device: Any, where: str, shape: tuple | None = None) -> jax.Array:
+    """A device array with the values of `x` converted to `dtype`, sharing no memory with `x`.
+
+    XLA:CPU may use an aligned host buffer in place, so the values are first copied into
+    a buffer that only the tensor holds. Integers that do not fit `dtype` raise
+    OverflowError naming its range.
+    """
+    arr = _np_input(x, where)
+    dt = np.dtype(dtype)
+    if dt.kind in "iu" and arr.dtype.kind in "iuf" and arr.size and not np.can_cast(arr.dtype, dt):
+        info = np.iinfo(dt)
+        lo, hi = arr.min(), arr.max()
+        if lo < info.min or hi > info.max:
+            raise OverflowError(f"{where}: values in [{lo}, {hi}] do not fit {dt} "
+                                f"(range [{info.min}, {info.max}])")
+    host = arr.astype(dt, copy=True)   # owned: device_put may keep using it
+    return jax.device_put(host if shape is None else host.reshape(shape), jax_device)
+
+
 def _shape_tuple(shape: Any, where: str) -> tuple:
     out = _ints_of_shape(shape, where)
     if any(s < 0 for s in out):

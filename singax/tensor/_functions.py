@@ -12,7 +12,7 @@ from .. import device as _device
 from .._ctensor import CTensor as _CTensor
 
 from .._handle import is_tracer
-from ._engine import (_ARRAY_TYPES, _F32, _F64, _I32, _axis, _float_of, _fresh,
+from ._engine import (_ARRAY_TYPES, _F32, _F64, _I32, _axis, _float_of, _fresh, _from_host,
                       _np_input, _on, _result_dtype, _value_in_trace, dtype_name, float32, to_np_dtype)
 from ._tensor import Tensor, _binary, _inplace, _matrix_vector, _wrap
 
@@ -56,12 +56,10 @@ def from_numpy(np_array: Any, dev: "_device.Device | None" = None) -> Tensor:
         to_np_dtype(target, "from_numpy")
         return Tensor(device=dev, data=_fresh(np_array.astype(target), np_array))
     arr = _np_input(np_array, "from_numpy")
-    if arr.dtype == np.float64:
-        arr = arr.astype(np.float32)
-    elif arr.dtype == np.int64:
-        arr = arr.astype(np.int32)
-    dt = to_np_dtype(arr.dtype, "from_numpy")
-    return Tensor(device=dev, data=arr, dtype=dt)
+    target = {_F64: _F32, np.dtype("int64"): _I32}.get(arr.dtype, arr.dtype)
+    dt = to_np_dtype(target, "from_numpy")
+    dev = dev if dev is not None else _device.get_default_device()
+    return _wrap(_from_host(arr, dt, dev.jax_device, "from_numpy"), dev)
 
 
 def to_numpy(t: Tensor) -> np.ndarray:
@@ -490,8 +488,7 @@ def copy_from_numpy(data: Any, np_array: Any):
     arr = _np_input(np_array, "copy_from_numpy")
     if arr.size != data.size:
         raise ValueError(f"copy_from_numpy: array of shape {arr.shape} does not fit raw shape {data.shape}")
-    new = jnp.asarray(arr.astype(np.dtype(data.dtype)).reshape(data.shape))
     if is_tracer(data):
-        return new
-    return jax.device_put(new, next(iter(data.devices())))
+        return jnp.asarray(arr.astype(np.dtype(data.dtype)).reshape(data.shape))
+    return _from_host(arr, data.dtype, next(iter(data.devices())), "copy_from_numpy", data.shape)
 

@@ -17,7 +17,7 @@ from .. import device as _device
 from .._ctensor import CTensor as _CTensor
 from .._handle import Handle, is_tracer
 from ._engine import (_ARRAY_TYPES, _COMPARISONS, _INT_KERNELS, _KERNELS, _NP_TO_CODE,
-                      IndexValueError, _bernoulli, _device_of, _fill_value, _float_of, _fresh,
+                      IndexValueError, _bernoulli, _device_of, _fill_value, _float_of, _fresh, _from_host,
                       _index_int, _axis, _normal, _np_input, _on, _reshape_target,
                       _result_dtype, _shape_tuple, _true_div, _uniform, _value_in_trace,
                       dtype_name, float32, to_np_dtype)
@@ -69,8 +69,7 @@ class Tensor(Handle):
             if device is None:
                 dev = _device_of(arr)
         else:
-            np_data = _np_input(data, "Tensor")
-            arr = _on(np_data.astype(to_np_dtype(dtype, "Tensor"), copy=False), dev)
+            arr = _from_host(data, to_np_dtype(dtype, "Tensor"), dev.jax_device, "Tensor")
         self._init(arr, dev, requires_grad, stores_grad, creator, name)
 
     def _init(self, arr, dev, requires_grad: bool = True, stores_grad: bool = False,
@@ -240,7 +239,8 @@ class Tensor(Handle):
         if arr.size != self.size():
             raise ValueError(f"Tensor.copy_from_numpy: array of shape {arr.shape} ({arr.size} elements) "
                              f"does not fit a tensor of shape {self.shape} ({self.size()} elements)")
-        self.data = _on(arr.astype(self._np_dtype()).reshape(self.shape), self.device)
+        self.data = _from_host(arr, self._np_dtype(), self.device.jax_device, "Tensor.copy_from_numpy",
+                               self.shape)
 
     def copy_data(self, t: "Tensor") -> None:
         """Copy the values of `t` (same element count and dtype; any device) into self."""
