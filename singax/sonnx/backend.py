@@ -152,8 +152,10 @@ def _value_info(vi) -> ValueInfo:
 def _resolve_device(device) -> _device.Device:
     if isinstance(device, _device.Device):
         return device
-    if device is None or str(device).upper() == "CPU":
+    if device is None:
         return _device.get_default_device()
+    if str(device).upper() == "CPU":
+        return _device.create_cpu_device()
     if str(device).upper() in ("CUDA", "GPU") or str(device).upper().startswith("CUDA:"):
         return _device.create_cuda_gpu()
     raise ValueError(f"sonnx: unknown device {device!r}; use 'CPU', 'CUDA' or a singax Device")

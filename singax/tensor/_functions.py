@@ -71,7 +71,7 @@ def to_numpy(t: Tensor) -> np.ndarray:
 
 
 def to_host(t: Tensor) -> Tensor:
-    """A copy of `t` on the default host device."""
+    """A copy of `t` on the host CPU device."""
     ret = t.clone()
     ret.to_host()
     return ret

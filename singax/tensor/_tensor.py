@@ -175,8 +175,8 @@ class Tensor(Handle):
         self.device = device
 
     def to_host(self) -> None:
-        """Move the data to the default host device in place."""
-        self.to_device(_device.get_default_device())
+        """Move the data to the host CPU device in place."""
+        self.to_device(_device.create_cpu_device())
 
     # --- norms -----------------------------------------------------------
     def l1(self) -> float:
