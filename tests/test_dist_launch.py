@@ -35,6 +35,8 @@ def _single(tmp_path, graph: bool):
 def _check_ranks(tmp_path, graph: bool):
     ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
     single = _single(tmp_path, graph)
+    for r in ranks:
+        np.testing.assert_array_equal(r["reduced"], [1.0 + 2.0])   # rank r contributed r + 1
     params = [k for k in single.files if not k.startswith("loss/")]
     assert len(params) == 4 * 4          # 4 parameters after each of 4 steps
     for k in params:
@@ -58,11 +60,17 @@ def test_nccl_id_workers_from_multiprocessing_train_in_step(tmp_path, mode):
         np.testing.assert_allclose(np.add(_losses(ranks[0]), _losses(ranks[1])) / 2, _losses(single), rtol=1e-5)
 
 
-def test_spawned_workers_train_in_step(tmp_path):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_workers_stay_on_the_host_until_distopt(tmp_path, start):
+    """Workers keep JAX on the CPU until DistOpt restores the platforms (no GPU opened early)."""
+    env = {k: v for k, v in ENV.items() if k != "JAX_PLATFORMS"}
     done = subprocess.run([sys.executable, os.path.join(HERE, "train_multiprocess.py"), str(tmp_path), "2",
-                           "graph", "spawn"], env=ENV, capture_output=True, text=True, timeout=120)
+                           "graph", start], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    _check_ranks(tmp_path, True)
+    for r in range(2):
+        assert (tmp_path / f"platforms{r}.txt").read_text() == "cpu None"
+    if start == "spawn":
+        _check_ranks(tmp_path, True)
 
 
 @pytest.mark.parametrize("launcher", [("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE")])
