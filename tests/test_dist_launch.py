@@ -4,9 +4,7 @@ Each run trains tests/dist/workload.py's MLP on its half of every global batch; 
 parameters of both ranks must be bit-identical after every step and equal (to float32
 noise) to one process training on the whole batch.
 """
-import importlib.util
 import os
-import pickle
 import subprocess
 import sys
 
@@ -117,7 +115,6 @@ def test_fork_after_the_parent_used_jax_raises_naming_spawn():
 
 
 LAZY = r'''
-import pickle
 from jax._src import xla_bridge
 import singax
 singa = singax.install_as_singa()
@@ -149,3 +146,38 @@ def test_distopt_argument_errors():
         opt.DistOpt(opt.SGD(0.1), nccl_id=NcclIdHolder(), local_rank=2, world_size=2)
     with pytest.raises(ValueError, match="local_rank must be a non-negative int"):
         opt.DistOpt(opt.SGD(0.1), nccl_id=NcclIdHolder(), local_rank=-1, world_size=2)
+
+
+SINGA_SPAWN_SCRIPT = r'''
+import multiprocessing
+from singa import singa_wrap, opt, tensor
+import numpy as np
+
+
+def run(local_rank, world_size, nccl_id, q):
+    sgd = opt.DistOpt(opt.SGD(lr=0.1), nccl_id=nccl_id, local_rank=local_rank, world_size=world_size)
+    t = tensor.from_numpy(np.array([local_rank + 1.0], np.float32))
+    sgd.all_reduce(t)
+    q.put((sgd.global_rank, sgd.world_size, float(tensor.to_numpy(t)[0])))
+
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn")
+    nccl_id = singa_wrap.NcclIdHolder()
+    q = multiprocessing.Queue()
+    workers = [multiprocessing.Process(target=run, args=(r, 2, nccl_id, q)) for r in range(2)]
+    for w in workers:
+        w.start()
+    print(sorted(q.get(timeout=60) for _ in workers))
+    for w in workers:
+        w.join()
+'''
+
+
+def test_singax_run_script_with_spawned_workers_imports_singa_in_them(tmp_path):
+    script = tmp_path / "spawn_script.py"
+    script.write_text(SINGA_SPAWN_SCRIPT)
+    done = subprocess.run([sys.executable, "-m", "singax", "run", str(script)], env=ENV, capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[(0, 2, 3.0), (1, 2, 3.0)]"
