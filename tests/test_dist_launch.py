@@ -115,6 +115,7 @@ def test_fork_after_the_parent_used_jax_raises_naming_spawn():
 
 
 LAZY = r'''
+import pickle
 from jax._src import xla_bridge
 import singax
 singa = singax.install_as_singa()
