@@ -196,7 +196,8 @@ def mpi_coordinator(rank: int, size: int, local_size: int | None) -> str:
 
     `SINGAX_COORDINATOR` (host:port) when set; else rank 0's host and a free port,
     broadcast with mpi4py when it is installed; else (all ranks on one host) a
-    local port derived from the job's identity.
+    local port derived from the job's identity: the launcher's job id variables,
+    or else the parent process (the launcher's daemon) shared by all ranks.
     """
     if os.environ.get("SINGAX_COORDINATOR"):
         return os.environ["SINGAX_COORDINATOR"]
@@ -208,6 +209,6 @@ def mpi_coordinator(rank: int, size: int, local_size: int | None) -> str:
         raise RuntimeError(f"DistOpt: this MPI job spans several hosts ({local_size} of {size} processes "
                            "here); set SINGAX_COORDINATOR=<rank 0 host>:<free port> for every process, "
                            "or install mpi4py")
-    job = [os.environ.get(k, "") for k in MPI_JOB_ENV] + [str(os.getppid())]
+    job = [os.environ[k] for k in MPI_JOB_ENV if os.environ.get(k)] or [f"ppid {os.getppid()}"]
     digest = int(hashlib.sha256("|".join(job).encode()).hexdigest(), 16)
     return f"127.0.0.1:{20000 + digest % 30000}"

@@ -71,11 +71,15 @@ def test_workers_stay_on_the_host_until_distopt(tmp_path, start):
         _check_ranks(tmp_path, True)
 
 
-@pytest.mark.parametrize("launcher", [("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE")])
+@pytest.mark.parametrize("launcher", [("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", None),
+                                      ("PMI_RANK", "PMI_SIZE", "PMI_KVSNAME")])
 def test_mpi_environment_launch_trains_in_step(tmp_path, launcher):
-    rank_var, size_var = launcher
+    """Open MPI's variables (ranks share their parent, as under mpiexec's daemon), and
+    PMI's with a job name (the coordinator port comes from it)."""
+    rank_var, size_var, job_var = launcher
+    job = {job_var: f"kvs_{os.getpid()}_{tmp_path.name}"} if job_var else {}
     procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "train_mpi.py"), str(tmp_path), "graph"],
-                              env=dict(ENV, **{rank_var: str(r), size_var: "2"}),
+                              env=dict(ENV, **{rank_var: str(r), size_var: "2"}, **job),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
     try:
         errors = [p.communicate(timeout=120)[1] for p in procs]
