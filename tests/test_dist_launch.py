@@ -186,3 +186,47 @@ def test_singax_run_script_with_spawned_workers_imports_singa_in_them(tmp_path):
                           text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[(0, 2, 3.0), (1, 2, 3.0)]"
+
+
+RESTART = r'''
+import numpy as np
+from singax import dist, opt, tensor
+sgd = opt.SGD(lr=0.5, momentum=0.9)            # starts JAX's devices before DistOpt, as SINGA scripts do
+d = opt.DistOpt(sgd, nccl_id=dist.NcclIdHolder(), local_rank=0, world_size=1)
+w = tensor.from_numpy(np.array([1.0, -2.0], np.float32))
+g = tensor.from_numpy(np.array([0.5, 0.25], np.float32))
+d.update(w, g)
+d.step()
+print(tensor.to_numpy(w).tolist(), tensor.to_numpy(sgd.step_counter).tolist(), d.world_size, d.global_rank)
+x = tensor.from_numpy(np.zeros(3, np.float32))
+try:
+    opt.DistOpt(opt.SGD(0.1), nccl_id=dist.NcclIdHolder(), local_rank=0, world_size=2)
+except ValueError as err:
+    print("second:", err)
+'''
+
+LATE = r'''
+import numpy as np
+from singax import dist, opt, tensor
+x = tensor.from_numpy(np.zeros((2, 3), np.float32))   # a tensor before DistOpt cannot move
+sgd = opt.SGD(lr=0.5)
+try:
+    opt.DistOpt(sgd, nccl_id=dist.NcclIdHolder(), local_rank=0, world_size=1)
+except RuntimeError as err:
+    print(err)
+'''
+
+
+def test_one_worker_moves_its_optimizer_onto_the_started_runtime():
+    done = subprocess.run([sys.executable, "-c", RESTART], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = done.stdout.strip().splitlines()[-2:]
+    assert first == f"{[1.0 - 0.5 * 0.5, -2.0 - 0.5 * 0.25]} [1.0] 1 0"
+    assert second == "second: DistOpt: this process already runs as process 0 of 1, not 0 of 2"
+
+
+def test_tensors_created_before_distopt_give_a_clear_error():
+    done = subprocess.run([sys.executable, "-c", LATE], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Create the DistOpt right after its optimizer" in done.stdout
+    assert "(2, 3)" in done.stdout
