@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import multiprocessing
+import multiprocessing.util
 import os
 import socket
 import sys
@@ -51,9 +53,33 @@ class NcclIdHolder:
     def __init__(self, host: str = "127.0.0.1"):
         self.id = os.urandom(16)
         self.address = f"{host}:{_free_port(host)}"
+        multiprocessing.util.register_after_fork(self, NcclIdHolder._in_forked_child)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if getattr(multiprocessing.current_process(), "_inheriting", False):   # a spawned worker
+            _host_only_until_runtime()
+
+    def _in_forked_child(self) -> None:
+        process = multiprocessing.current_process()
+        if any(a is self for a in (*getattr(process, "_args", ()), *getattr(process, "_kwargs", {}).values())):
+            _host_only_until_runtime()
 
     def __repr__(self) -> str:
         return f"NcclIdHolder(address={self.address!r})"
+
+
+_platforms_before_runtime: list = []   # the jax_platforms a worker restores when its runtime starts
+
+
+def _host_only_until_runtime() -> None:
+    """In a worker before DistOpt: keep JAX on the CPU, so that objects created first
+    (SINGA scripts build the optimizer before DistOpt) do not open every GPU of the
+    host in every worker. `start_runtime` restores the platforms."""
+    if backend_started() or _platforms_before_runtime:
+        return
+    _platforms_before_runtime.append(jax.config.jax_platforms)
+    jax.config.update("jax_platforms", "cpu")
 
 
 def start_runtime(coordinator: str, world_size: Any, rank: Any, local_rank: Any,
@@ -78,6 +104,8 @@ def start_runtime(coordinator: str, world_size: Any, rank: Any, local_rank: Any,
         return
     check_not_forked()
     saved = _stop_devices(keep, world_size) if backend_started() else []
+    if _platforms_before_runtime:
+        jax.config.update("jax_platforms", _platforms_before_runtime.pop())
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator, num_processes=world_size, process_id=rank,
                                local_device_ids=[local_rank])
@@ -137,7 +165,8 @@ def mpi_coordinator(rank: int, size: int, local_size: int | None) -> str:
 
     `SINGAX_COORDINATOR` (host:port) when set; else rank 0's host and a free port,
     broadcast with mpi4py when it is installed; else (all ranks on one host) a
-    local port derived from the job's identity.
+    local port derived from the job's identity: the launcher's job id variables,
+    or else the parent process (the launcher's daemon) shared by all ranks.
     """
     if os.environ.get("SINGAX_COORDINATOR"):
         return os.environ["SINGAX_COORDINATOR"]
@@ -149,6 +178,6 @@ def mpi_coordinator(rank: int, size: int, local_size: int | None) -> str:
         raise RuntimeError(f"DistOpt: this MPI job spans several hosts ({local_size} of {size} processes "
                            "here); set SINGAX_COORDINATOR=<rank 0 host>:<free port> for every process, "
                            "or install mpi4py")
-    job = [os.environ.get(k, "") for k in MPI_JOB_ENV] + [str(os.getppid())]
+    job = [os.environ[k] for k in MPI_JOB_ENV if os.environ.get(k)] or [f"ppid {os.getppid()}"]
     digest = int(hashlib.sha256("|".join(job).encode()).hexdigest(), 16)
     return f"127.0.0.1:{20000 + digest % 30000}"

@@ -63,6 +63,7 @@ def run_script(path: str, args: list[str]) -> int:
         folder = os.path.abspath(path)
     sys.argv = [path, *args]
     sys.path.insert(0, folder)
+    sys.path.insert(1, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_as_singa"))
     try:
         # an absolute __file__, as Python (3.9+) gives the main script
         runpy.run_path(os.path.abspath(path), run_name="__main__")

@@ -192,6 +192,9 @@ def _accelerator(platform: str, index: int) -> Device:
     found = _platform_devices(platform)
     if index < len(found):
         return _get(platform, index)
+    for i, d in enumerate(found):   # a worker that sees only its own GPU (DistOpt's local_rank)
+        if getattr(d, "local_hardware_id", None) == index:
+            return _get(platform, i)
     available = sorted({d.platform for d in jax.devices()} | {"cpu"})
     what = f"{platform} device {index}"
     if os.environ.get("SINGAX_STRICT_DEVICE") == "1":

@@ -7,7 +7,9 @@ graph mode the whole step is one SPMD program: XLA inserts the gradient
 all-reduce itself. Gradients are therefore always those of the global batch,
 which is what SINGA computes with its explicit averaging all-reduce.
 
-One process per host; every process feeds its local part of the batch.
+Every process feeds its local part of the batch: one process per host using all
+its devices, or one process per device as SINGA's launchers start them
+(`NcclIdHolder` with `multiprocessing`, or `mpiexec`; see `singax._launch`).
 """
 from __future__ import annotations
 
@@ -151,15 +153,20 @@ class DistOpt:
 
     Args:
       opt: the wrapped singax optimizer (default: `opt.SGD()`).
-      nccl_id, buffSize: accepted for SINGA scripts; XLA does the communication.
-      local_rank: this process's index on its host (default 0).
-      world_size: number of processes; must equal `jax.process_count()` when given.
+      nccl_id: the `NcclIdHolder` the parent created; with it this process starts
+        `jax.distributed` as worker `local_rank` of `world_size` (SINGA's
+        multiprocessing launcher). Without it, an MPI launch (Open MPI or PMI
+        environment variables, or an imported mpi4py) starts it from the MPI rank.
+      local_rank: this process's index on its host (default 0, or the MPI local rank).
+      world_size: number of worker processes.
+      buffSize: accepted for SINGA scripts; XLA does the communication.
       devices: the devices to use (default: all devices of all processes).
 
-    `world_size`/`global_rank` count processes (one per host, as SINGA counts
-    workers); each process uses all its local devices. Gradients are those of the
-    global batch. SINGA: BatchNorm statistics are computed over the global batch
-    (synchronised), where SINGA keeps per-worker statistics.
+    `world_size`/`global_rank` count processes. Gradients are those of the global
+    batch: XLA's all-reduce inside a compiled step, an explicit average over
+    processes in eager mode. SINGA: in graph mode BatchNorm statistics are those of
+    the global batch (synchronised), where SINGA keeps per-worker statistics (as
+    singax does in eager mode).
     """
 
     def __init__(self, opt: Any = None, nccl_id: Any = None, local_rank: int | None = None,

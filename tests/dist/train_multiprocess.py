@@ -7,14 +7,19 @@ import multiprocessing
 import os
 import sys
 
+import jax
+
 from singax import dist, opt
 
 import workload
 
 
 def run(out_dir: str, local_rank: int, world_size: int, nccl_id, graph: bool) -> None:
+    before = jax.config.jax_platforms        # the platforms a worker uses until DistOpt starts
     sgd = opt.SGD(lr=0.1, momentum=0.9, weight_decay=1e-4)
     sgd = opt.DistOpt(sgd, nccl_id=nccl_id, local_rank=local_rank, world_size=world_size)
+    with open(os.path.join(out_dir, f"platforms{local_rank}.txt"), "w") as f:
+        f.write(f"{before} {jax.config.jax_platforms}")
     assert (sgd.global_rank, sgd.local_rank, sgd.world_size) == (local_rank, local_rank, world_size)
     workload.train(sgd, sgd.global_rank, sgd.world_size, os.path.join(out_dir, f"rank{local_rank}.npz"), graph)
 

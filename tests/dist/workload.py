@@ -36,4 +36,9 @@ def train(sgd, rank: int, world_size: int, out: str, graph: bool) -> None:
         saved[f"loss/{step}"] = tensor.to_numpy(loss)
         for name, value in net.get_params().items():
             saved[f"{name}/{step}"] = tensor.to_numpy(value)
+    if world_size > 1:   # SINGA's scripts sum metrics over workers with all_reduce(t.data)
+        reducer = tensor.Tensor((1,), dev)
+        reducer.copy_from_numpy(np.array([rank + 1.0], np.float32))
+        sgd.all_reduce(reducer.data)
+        saved["reduced"] = tensor.to_numpy(reducer)
     np.savez(out, **saved)
