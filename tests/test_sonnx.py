@@ -345,7 +345,8 @@ ATTR_CASES = [
     ("SpaceToDepth", dict(blocksize=2)), ("Softmax", dict(axis=1)), ("Softmax", dict(axis=1, opset=13)),
     ("Softmax", dict(opset=13)), ("LogSoftmax", dict(axis=2, opset=13)), ("Squeeze", dict(axes=[0])),
     ("Unsqueeze", dict(axes=[0, 5])), ("ReduceSum", dict(axes=[1, -1], keepdims=0)), ("ReduceMean", dict(axes=[1])),
-    ("ReduceMean", dict(keepdims=0)), ("Cast", dict(to=TensorProto.INT32)), ("Cast", dict(to=TensorProto.BOOL)),
+    ("ReduceMean", dict(keepdims=0)), ("ReduceMax", dict(axes=[1], keepdims=0)),
+    ("Cast", dict(to=TensorProto.INT32)), ("Cast", dict(to=TensorProto.BOOL)),
     ("Dropout", dict(ratio=0.3)), ("Split", dict(axis=3, split=[1, 3])), ("Split", dict(axis=1, outputs=4)),
     ("Concat", dict(axis=3, inputs=2)),
 ]

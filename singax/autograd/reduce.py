@@ -1,4 +1,4 @@
-"""Reductions: sums and means over axes (one table)."""
+"""Reductions: sums, means and maxima over axes (one table)."""
 from __future__ import annotations
 
 
@@ -63,7 +63,7 @@ _REDUCE_SAMPLES = [dict(axes=None, keepdims=1), dict(axes=None, keepdims=0),
                    dict(axes=[0, 2], keepdims=0), dict(axes=[-3, -1], keepdims=1),
                    dict(axes=[2, 0, 1], keepdims=0), dict(axes=1, keepdims=1)]
 
-reduce_sum, reduce_mean, globalaveragepool = register(
+reduce_sum, reduce_mean, reduce_max, globalaveragepool = register(
     Op("reduce_sum", _reducer("reduce_sum", jnp.sum), attrs=(("axes", None), ("keepdims", 1)),
        shapes=[((2, 3, 4),)], samples=_REDUCE_SAMPLES, ref=_reducer_ref(np.sum),
        doc="Sum over `axes` (None = all, negatives allowed); keepdims=0 drops them.\n\n"
@@ -74,6 +74,11 @@ reduce_sum, reduce_mean, globalaveragepool = register(
        shapes=[((2, 3, 4),)], samples=_REDUCE_SAMPLES, ref=_reducer_ref(np.mean),
        doc="Mean over `axes` (None = all, negatives allowed); keepdims=0 drops them.\n\n"
            "Reducing every axis with keepdims=0 gives shape (1, 1), as in SINGA."),
+    Op("reduce_max", _reducer("reduce_max", jnp.max), attrs=(("axes", None), ("keepdims", 1)),
+       shapes=[((2, 3, 4),)], samples=_REDUCE_SAMPLES, ref=_reducer_ref(np.max),
+       doc="Maximum over `axes` (None = all, negatives allowed); keepdims=0 drops them. The "
+           "gradient goes to the maximal elements (split evenly between ties).\n\n"
+           "Reducing every axis with keepdims=0 gives shape (1, 1). Not in SINGA (ONNX ReduceMax)."),
     Op("globalaveragepool", _gap, cls="GlobalAveragePool", attrs=(("data_format", "channels_first"),),
        shapes=[((2, 3, 4, 5),), ((2, 3, 4),)],
        samples=[dict(data_format="channels_first"), dict(data_format="channels_last")],

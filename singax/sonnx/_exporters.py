@@ -249,7 +249,7 @@ def _unsqueeze(e: _Emit) -> None:
     e.node("Unsqueeze", e.ins, e.outs, axes=[i for i, d in enumerate(dims) if d is None])
 
 
-@exporter("ReduceSum", "ReduceMean")
+@exporter("ReduceSum", "ReduceMean", "ReduceMax")
 def _reduce(e: _Emit) -> None:
     op, rank = e.op, e.rank()
     axes = None if op.axes is None else sorted(a % rank for a in _int_list(op.axes))

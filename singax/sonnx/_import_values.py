@@ -64,7 +64,7 @@ def _unsqueeze(node, opset):
     return Imported(node, run, op, values=(1,))
 
 
-@importer("ReduceSum", "ReduceMean")
+@importer("ReduceSum", "ReduceMean", "ReduceMax")
 def _reduce(node, opset):
     keepdims = int(node.getattr("keepdims", 1))
     noop = int(node.getattr("noop_with_empty_axes", 0))
