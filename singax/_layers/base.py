@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import autograd
 from ..initializer import _gaussian
-from ..tensor import Tensor
+from ..tensor import Tensor, _owned_copy
 
 # Layer bookkeeping kept in __dict__ (never scanned for sublayers).
 _INTERNAL = frozenset(("name", "_initialized", "_parent", "_layers", "_tensors", "_param_attrs",
@@ -369,8 +369,7 @@ class Layer:
                              + f". Known names: {known}. Nothing was changed.")
         for key, arr in arrays.items():
             t = targets[key]
-            value = jnp.asarray(arr, dtype=_raw(t).dtype)
-            t.data = value if _is_tracer(value) else jax.device_put(value, t.device.jax_device)
+            t.data = _owned_copy(arr, _raw(t).dtype, t.device.jax_device, f"{self._label()}.{method}")
 
 
 def _collect(out: dict, t: Any, owner: Layer) -> None:

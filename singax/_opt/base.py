@@ -256,7 +256,35 @@ class Optimizer:
         return states
 
     def set_states(self, states: dict) -> None:
-        """Restore `get_states()` output (values are copied into this optimizer's Tensors)."""
+        """Restore `get_states()` output (values are copied into this optimizer's Tensors).
+
+        All or nothing: when a value is refused, every state is left as it was.
+        """
+        restore = self._saved_states()
+        try:
+            self._set_states(states)
+        except BaseException:
+            restore()
+            raise
+
+    def _saved_states(self) -> Callable[[], None]:
+        """A function that puts every state Tensor (and pending slot value) back as it is now."""
+        handles = [self.step_counter] + [t for _, t in self._hypers]
+        handles += [t for e in self._entries.values() for t in e.tensors]
+        handles += list(self.master.values())
+        scaler = self.loss_scaler
+        if scaler is not None:
+            handles += [scaler.scale, scaler.good_steps]
+        saved = [(t, t.data) for t in handles]
+        pending = dict(self._pending)
+
+        def restore() -> None:
+            for t, a in saved:
+                t.data = a
+            self._pending, self.loss_scaler = pending, scaler
+        return restore
+
+    def _set_states(self, states: dict) -> None:
         if "step_counter" not in states:
             raise ValueError(f"{type(self).__name__}.set_states: missing 'step_counter' "
                              f"(got keys {sorted(states)})")
