@@ -184,10 +184,24 @@ class Optimizer:
         from .. import autograd
         if self.dtype == tensor.float16 or loss.data.dtype == jnp.float16:
             return self._scaled_call(loss)
+        updated = False
         for p, g in autograd.backward(loss):
             if p.name is None:
                 p.name = str(id(p))
             self.apply(p.name, p, g)
+            updated = True
+        if not updated:
+            self._warn_nothing_to_update(loss)
+
+    def _warn_nothing_to_update(self, loss: Tensor) -> None:
+        """Warn (once per optimizer) that `loss` reaches no parameter, so nothing was updated."""
+        if self.__dict__.get("_warned_no_params"):
+            return
+        self._warned_no_params = True
+        creator = getattr(loss, "creator", None)
+        made_by = f" (made by {creator.name})" if creator is not None and creator.name != loss.name else ""
+        warnings.warn(f"{type(self).__name__}: loss {loss.name!r}{made_by} has no path to any parameter "
+                      "(no Tensor with stores_grad=True); nothing was updated", RuntimeWarning, stacklevel=3)
 
     def _scaled_call(self, loss: Tensor) -> None:
         from .. import autograd
@@ -197,6 +211,8 @@ class Optimizer:
         dy = Tensor(device=loss.device, data=jnp.broadcast_to(scale, loss.shape).astype(loss.data.dtype),
                     requires_grad=False)
         pairs = list(autograd.backward(loss, dy))
+        if not pairs:
+            return self._warn_nothing_to_update(loss)
         grads = [g.data.astype(jnp.float32) / scale[0] for _, g in pairs]
         finite = all_finite(grads)
         for (p, g), g32 in zip(pairs, grads):
