@@ -26,6 +26,7 @@ import shutil
 import struct
 import subprocess
 import threading
+import zlib
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -156,11 +157,17 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     with open(path, "rb") as f:
         data = f.read()
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:
+            raise ValueError(f"read_idx: {os.fspath(path)!r} is a truncated or corrupt gzip file ({err})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
         raise ValueError(f"read_idx: {os.fspath(path)!r} is not an IDX file "
                          f"(magic {data[:4].hex() or 'empty'}; expected 0000 <type> <ndim>)")
     dtype, ndim = np.dtype(_IDX_TYPES[data[2]]), data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"read_idx: {os.fspath(path)!r} is truncated: its header declares {ndim} "
+                         f"dimensions but the file ends after {len(data)} bytes")
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     count = int(np.prod(shape, dtype=np.int64))
     body = data[4 + 4 * ndim:]
@@ -286,6 +293,16 @@ def _chw(img: Any) -> np.ndarray:
     return arr.transpose(2, 0, 1)
 
 
+def _stack(images: list, paths: list) -> np.ndarray:
+    """One float32 batch; images of different shapes raise ValueError naming two files."""
+    first = images[0].shape
+    for img, path in zip(images, paths):
+        if img.shape != first:
+            raise ValueError(f"ImageBatchIter: images in one batch must have the same size; {paths[0]!r} "
+                             f"gives CHW {first} but {path!r} gives {img.shape} (resize them in image_transform)")
+    return np.stack(images).astype(np.float32)
+
+
 class ImageBatchIter:
     """Background loader of image mini-batches listed in a text file (SINGA's `data.ImageBatchIter`).
 
@@ -382,7 +399,7 @@ class ImageBatchIter:
         pos = len(order)  # forces a (re)shuffle on the first pass
         try:
             while not self._stop.is_set():
-                images, metas, empty = [], [], 0
+                images, metas, paths, empty = [], [], [], 0
                 while len(images) < self.batch_size:
                     if pos >= len(order):
                         if self.shuffle:
@@ -403,7 +420,8 @@ class ImageBatchIter:
                         raise ValueError("ImageBatchIter: image_transform returned no images for every path")
                     images += [_chw(img) for img in augmented]
                     metas += [meta] * len(augmented)
-                x = np.stack(images).astype(np.float32)
+                    paths += [path] * len(augmented)
+                x = _stack(images, paths)
                 if all(m is not None and m.isdigit() for m in metas):
                     y: Any = np.array([int(m) for m in metas], dtype=np.int32)
                 else:

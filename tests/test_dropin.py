@@ -96,6 +96,7 @@ def test_snapshot_roundtrip(tmp_path, alias):
         writer.write(name, tensor.Tensor(data=v, dtype=v.dtype))
     with pytest.raises(ValueError, match="duplicate"):
         writer.write("steps", tensor.Tensor(data=values["steps"], dtype=np.int32))
+    writer.close()
     raw = open(prefix + ".bin", "rb").read()
     assert raw[:4] == b"sg\x01\x00"
     (key_len,) = struct.unpack_from("=Q", raw, 4)

@@ -1,4 +1,6 @@
 """Hazards: exact loss gradients, half-precision losses, owned buffers, integer range."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,19 @@ def test_integer_narrowing_that_loses_values_raises_overflow_error(make):
 def test_integer_narrowing_within_range_keeps_the_values():
     np.testing.assert_array_equal(tensor.to_numpy(tensor.from_numpy(np.array([2 ** 31 - 1, -5]))),
                                   [2 ** 31 - 1, -5])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_optimizer_warns_once_when_the_loss_reaches_no_parameter(dtype):
+    autograd.training = True
+    w = tensor.Tensor(data=np.ones((1, 3), np.float32), requires_grad=True, stores_grad=True, name="w")
+    x = tensor.from_numpy(np.array([[1.0, 2.0, 3.0]], dtype))   # not a parameter
+    sgd = opt.SGD(lr=0.1)
+    losses = [autograd.softmax_cross_entropy(x, np.array([0])) for _ in range(3)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for loss in losses:
+            sgd(loss)
+    messages = [str(c.message) for c in caught if "no path to any parameter" in str(c.message)]
+    assert len(messages) == 1 and messages[0].startswith(f"SGD: loss {losses[0].name!r}")
+    np.testing.assert_array_equal(tensor.to_numpy(w), np.ones((1, 3)))

@@ -15,6 +15,7 @@ from .. import autograd
 from .._handle import is_tracer
 from ..initializer import _gaussian
 from ..tensor import Tensor
+from ..tensor._tensor import _owned_copy
 
 # Layer bookkeeping kept in __dict__ (never scanned for sublayers).
 _INTERNAL = frozenset(("name", "_initialized", "_parent", "_layers", "_tensors", "_param_attrs",
@@ -360,8 +361,7 @@ class Layer:
                              + f". Known names: {known}. Nothing was changed.")
         for key, arr in arrays.items():
             t = targets[key]
-            value = jnp.asarray(arr, dtype=_unlogged_data(t).dtype)
-            t.data = value if is_tracer(value) else jax.device_put(value, t.device.jax_device)
+            t.data = _owned_copy(arr, _unlogged_data(t).dtype, t.device.jax_device, f"{self._label()}.{method}")
 
 
 def _collect(out: dict, t: Any, owner: Layer) -> None:

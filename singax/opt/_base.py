@@ -181,10 +181,24 @@ class Optimizer:
         from .. import autograd
         if self.dtype == tensor.float16 or loss.data.dtype == jnp.float16:
             return self._scaled_call(loss)
+        updated = False
         for p, g in autograd.backward(loss):
             if p.name is None:
                 p.name = str(id(p))
             self.apply(p.name, p, g)
+            updated = True
+        if not updated:
+            self._warn_nothing_to_update(loss)
+
+    def _warn_nothing_to_update(self, loss: Tensor) -> None:
+        """Warn (once per optimizer) that `loss` reaches no parameter, so nothing was updated."""
+        if self.__dict__.get("_warned_no_params"):
+            return
+        self._warned_no_params = True
+        creator = getattr(loss, "creator", None)
+        made_by = f" (made by {creator.name})" if creator is not None and creator.name != loss.name else ""
+        warnings.warn(f"{type(self).__name__}: loss {loss.name!r}{made_by} has no path to any parameter "
+                      "(no Tensor with stores_grad=True); nothing was updated", RuntimeWarning, stacklevel=3)
 
     def _scaled_call(self, loss: Tensor) -> None:
         from .. import autograd
@@ -194,6 +208,8 @@ class Optimizer:
         dy = Tensor(device=loss.device, data=jnp.broadcast_to(scale, loss.shape).astype(loss.data.dtype),
                     requires_grad=False)
         pairs = list(autograd.backward(loss, dy))
+        if not pairs:
+            return self._warn_nothing_to_update(loss)
         grads = [g.data.astype(jnp.float32) / scale[0] for _, g in pairs]
         finite = all_finite(grads)
         for (p, g), g32 in zip(pairs, grads):
@@ -253,7 +269,35 @@ class Optimizer:
         return states
 
     def set_states(self, states: dict) -> None:
-        """Restore `get_states()` output (values are copied into this optimizer's Tensors)."""
+        """Restore `get_states()` output (values are copied into this optimizer's Tensors).
+
+        All or nothing: when a value is refused, every state is left as it was.
+        """
+        restore = self._saved_states()
+        try:
+            self._set_states(states)
+        except BaseException:
+            restore()
+            raise
+
+    def _saved_states(self) -> Callable[[], None]:
+        """A function that puts every state Tensor (and pending slot value) back as it is now."""
+        handles = [self.step_counter] + [t for _, t in self._hypers]
+        handles += [t for e in self._entries.values() for t in e.tensors]
+        handles += list(self.master.values())
+        scaler = self.loss_scaler
+        if scaler is not None:
+            handles += [scaler.scale, scaler.good_steps]
+        saved = [(t, t.data) for t in handles]
+        pending = dict(self._pending)
+
+        def restore() -> None:
+            for t, a in saved:
+                t.data = a
+            self._pending, self.loss_scaler = pending, scaler
+        return restore
+
+    def _set_states(self, states: dict) -> None:
         if "step_counter" not in states:
             raise ValueError(f"{type(self).__name__}.set_states: missing 'step_counter' "
                              f"(got keys {sorted(states)})")

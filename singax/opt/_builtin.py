@@ -81,8 +81,8 @@ class _Builtin(Optimizer):
             states[attr] = dict(getattr(self, attr))
         return states
 
-    def set_states(self, states: dict) -> None:
-        super().set_states(states)
+    def _set_states(self, states: dict) -> None:
+        super()._set_states(states)
         for attr in self._slot_attrs + ("master",):
             for uname, value in states.get(attr, {}).items():
                 self._assign(uname, attr, value)

@@ -71,8 +71,8 @@ class Optax(Optimizer):
         states["state"] = {name: dict(slots) for name, slots in self.state.items()}
         return states
 
-    def set_states(self, states: dict) -> None:
-        super().set_states(states)
+    def _set_states(self, states: dict) -> None:
+        super()._set_states(states)
         for uname, slots in states.get("state", {}).items():
             for key, value in slots.items():
                 self._assign(uname, key, value)

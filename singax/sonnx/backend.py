@@ -10,6 +10,7 @@ Reshape pattern) are evaluated concretely even inside `Model.compile`'s trace.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import OrderedDict, namedtuple
 from typing import Any, Sequence
 
@@ -95,19 +96,64 @@ def get_op(onnx_node, opset_version: int = 11) -> Imported:
 
 # --------------------------------------------------------------------------- helpers
 def _load(model):
-    if isinstance(model, (bytes, bytearray, str)):
+    if isinstance(model, (bytes, bytearray, str, os.PathLike)):
         try:
-            if isinstance(model, str):
-                return onnx.load(model)
-            return onnx.load_from_string(bytes(model))
-        except OSError:
+            if isinstance(model, (str, os.PathLike)):
+                proto = onnx.load(model, load_external_data=False)
+                _load_external_data(proto, os.path.dirname(os.path.abspath(model)))
+                return proto
+            proto = onnx.load_from_string(bytes(model))
+        except (OSError, ValueError):
             raise
         except Exception as err:   # protobuf's DecodeError and friends
             raise ValueError(f"sonnx.prepare: malformed ONNX model (cannot parse it: {err})") from None
-    if not isinstance(model, onnx.ModelProto):
+    elif isinstance(model, onnx.ModelProto):
+        proto = model
+    else:
         raise TypeError(f"sonnx.prepare: expected an onnx.ModelProto, bytes or a file path, got "
                         f"{type(model).__name__}")
-    return model
+    _load_external_data(proto, None)
+    return proto
+
+
+def _tensors(graph):
+    """Every TensorProto of `graph`: initializers and tensor attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _tensors(g)
+
+
+def _load_external_data(model, folder: str | None) -> None:
+    """Read external tensor data from files inside `folder` (the model file's folder).
+
+    A model given as bytes or a ModelProto has no folder, so external data is refused;
+    a location must be a relative path that stays inside the folder (symlinks resolved).
+    """
+    external = [t for t in _tensors(model.graph) if t.data_location == TensorProto.EXTERNAL]
+    if not external:
+        return
+    if folder is None:
+        raise ValueError(f"sonnx.prepare: tensor {external[0].name!r} keeps its data in an external file, "
+                         "which is read only for a model loaded from a file path (pass the .onnx path)")
+    from onnx import external_data_helper
+    root = os.path.realpath(folder)
+    for t in external:
+        location = next((e.value for e in t.external_data if e.key == "location"), "")
+        target = os.path.realpath(os.path.join(root, location))
+        if (not location or os.path.isabs(location) or ".." in location.replace("\\", "/").split("/")
+                or os.path.commonpath([root, target]) != root or not os.path.isfile(target)):
+            raise ValueError(f"sonnx.prepare: tensor {t.name!r} names external data {location!r}, which is "
+                             f"not a file inside the model folder {folder}")
+        try:
+            external_data_helper.load_external_data_for_tensor(t, root)
+        except Exception as err:
+            raise ValueError(f"sonnx.prepare: cannot read external data {location!r} of tensor "
+                             f"{t.name!r} in {folder}: {err}") from None
 
 
 def _opset(model) -> int:
