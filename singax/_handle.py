@@ -26,6 +26,7 @@ class StateLog:
         self.read: dict[int, Handle] = {}      # pre-existing handles read
         self.written: dict[int, Handle] = {}   # pre-existing or concretely-created handles written
         self.original: dict[int, Any] = {}    # id(handle) -> value before the first write
+        self.guards: list = []   # traced bools: this step's updates apply only where all are true
 
     def on_read(self, handle: "Handle") -> None:
         if handle._serial < self.first_serial:

@@ -47,7 +47,12 @@ def _graph_step(fn):
             # Never compiled: this first batch runs eagerly and creates the parameters.
             self._ready_for_graph = True
             return fn(self, *args, **kwargs)
-        return self._train_graph(fn)(*args, **kwargs)
+        out = self._train_graph(fn)(*args, **kwargs)
+        calls = self.__dict__.get("_graph_calls", 0) + 1
+        self._graph_calls = calls
+        if calls % self.label_check_interval == 0:
+            self.check_skipped_steps(block=False)
+        return out
 
     train_one_batch._singax_graph = True
     train_one_batch._singax_inner = fn
@@ -96,6 +101,7 @@ class Model(Layer):
     STATES_ATTR_FILENAME = "/states_attr.json"
     MODEL_STATE_TYPE = 0
     AUX_STATE_TYPE = 1
+    label_check_interval = 32   # graph-mode calls between non-blocking skipped-step checks
 
     def __init__(self):
         super().__init__()
@@ -148,7 +154,31 @@ class Model(Layer):
     def train_one_batch(self, *inputs, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define train_one_batch")
 
+    def check_skipped_steps(self, block: bool = True) -> None:
+        """Raise ValueError if compiled steps were skipped since the last check.
+
+        A compiled step whose labels fall outside [0, classes) of SoftMaxCrossEntropy
+        keeps every parameter and optimizer state as it was (its loss is NaN). Graph mode
+        calls this every `label_check_interval` steps without waiting for the device
+        (`block=False`: a count still being computed is read at a later check); `eval()`
+        and `save_states` call it and wait.
+
+        SINGA: no check; the weights are updated from the NaN loss.
+        """
+        for o in self._optimizers():
+            t = getattr(o, "skipped_steps", None)
+            if t is None or not (block or t.data.is_ready()):
+                continue
+            n, seen = int(np.asarray(t.data)[0]), o.__dict__.get("_skipped_seen", 0)
+            if n > seen:
+                o._skipped_seen = n
+                raise ValueError(f"{type(self).__name__}: {n - seen} compiled training step(s) had labels "
+                                 f"outside [0, classes) of SoftMaxCrossEntropy; their updates were skipped "
+                                 f"(parameters and optimizer state unchanged, loss NaN)")
+
     def train(self, mode: bool = True) -> None:
+        if not mode:
+            self.check_skipped_steps()
         self.training = mode
         autograd.training = mode
 
@@ -212,6 +242,7 @@ class Model(Layer):
         """
         if os.path.exists(fpath):
             raise CheckpointExistsError(f"save_states: {fpath} already exists; remove it or choose another path")
+        self.check_skipped_steps()
         aux_states = dict(aux_states or {})
         states = self.get_states()
         for k, v in aux_states.items():

@@ -250,3 +250,29 @@ def test_raw_arrays_handed_to_set_states_are_copied():
     raw = jnp.ones(net.get_states()["l1.b"].shape, jnp.float32)
     net.set_states({"l1.b": raw})
     assert net.get_states()["l1.b"].data is not raw
+
+
+# --- labels out of range in a compiled step ---------------------------------------------
+
+@pytest.mark.parametrize("make_opt", [lambda: opt.SGD(lr=0.1, momentum=0.9), lambda: opt.Adam(lr=0.01)])
+def test_compiled_step_with_labels_out_of_range_skips_the_update_and_raises(make_opt):
+    net = build()
+    net.optimizer = make_opt()
+    net.label_check_interval = 1
+    train(net, 2)
+    before, opt_before = _states(net), _opt_states(net.optimizer)
+    tx, ty = tensor.Tensor((6, 5)), tensor.Tensor((6,), dtype=tensor.int32)
+    tx.copy_from_numpy(np.ones((6, 5), np.float32))
+    ty.copy_from_numpy(np.array([0, 1, 7, 2, 0, 1], np.int32))   # 7 of 3 classes
+    with pytest.raises(ValueError, match="1 compiled training step.*labels outside"):
+        _, loss = net(tx, ty)
+        loss.data.block_until_ready()
+        net(tx, ty)   # the first step's count is read without blocking: at the latest here
+    for k, v in _states(net).items():
+        np.testing.assert_array_equal(v, before[k])
+    for k, v in _opt_states(net.optimizer).items():
+        if "skipped" not in k:
+            np.testing.assert_array_equal(v, opt_before[k])
+    ty.copy_from_numpy(np.array([0, 1, 2, 2, 0, 1], np.int32))
+    assert np.isfinite(tensor.to_numpy(net(tx, ty)[1])).all()   # good labels train again
+    assert any(np.any(_states(net)[k] != before[k]) for k in before)

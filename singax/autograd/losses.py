@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._handle import StateLog
 from ._op import CLASSES, Op, register
 from ._tape import OperandError
 from .nn import _PureOperator
@@ -74,6 +75,13 @@ def _mse(x, t):
     return jnp.sum((x - t.astype(x.dtype)) ** 2) / x.size
 
 
+def _guard_labels(labels, classes: int) -> None:
+    """Inside a compiled step: gate the step's updates on every label being in [0, classes)."""
+    log = StateLog.active
+    if log is not None:
+        log.guards.append(jnp.all((labels >= 0) & (labels < classes) & (labels == jnp.round(labels))))
+
+
 def _array_of(t: Any):
     if isinstance(t, Tensor):
         return t.data
@@ -107,7 +115,10 @@ class SoftMaxCrossEntropy(_Loss):
 
     `t` holds int class ids when `t.size == N` ((N,) or (N, 1)); otherwise it is a dense
     (N, C) target whose rows are normalised to sum 1. The reported log-probabilities are
-    clamped at log(FLT_MIN); the gradient is always softmax(x) - target. Labels out of [0, C) raise ValueError (checked in eager mode).
+    clamped at log(FLT_MIN); the gradient is always softmax(x) - target. Labels out of
+    [0, C) raise ValueError in eager mode. In a compiled step (no host sync) they make
+    the loss NaN and the optimizer skip that step's update; the Model raises on a later
+    call (see `Model.label_check_interval`).
 
     SINGA: dense targets are read through an int pointer (only exact one-hot rows work).
     """
@@ -118,7 +129,9 @@ class SoftMaxCrossEntropy(_Loss):
         if x.ndim != 2:
             raise OperandError(f"SoftMaxCrossEntropy: expected 2-D logits (N, C), got shape {tuple(x.shape)}")
         if t.size == x.shape[0]:
-            if not isinstance(t, jax.core.Tracer):
+            if isinstance(t, jax.core.Tracer):
+                _guard_labels(t, x.shape[1])
+            else:
                 labels = np.asarray(t)
                 if labels.size and (labels.min() < 0 or labels.max() >= x.shape[1]
                                     or np.any(labels != np.round(labels))):

@@ -15,6 +15,7 @@ from .. import device as _device
 from .. import tensor
 from .._handle import is_tracer
 from .._mixed import DynamicLossScale, all_finite, keep_if
+from .._handle import StateLog
 from ..tensor import Tensor
 
 _WARNED: set = set()   # deprecated methods that already warned
@@ -88,6 +89,14 @@ def _exp_decay(step, init, decay_steps, rate, staircase, dtype):
     if staircase:
         exponent = jnp.floor(exponent)
     return jnp.reshape(jnp.asarray(init, dtype) * jnp.asarray(rate, dtype) ** exponent, (1,))
+
+
+def _step_guard():
+    """Inside a compiled step with guards (e.g. label ranges): a traced bool, all guards true."""
+    log = StateLog.active
+    if log is None or not log.guards:
+        return None
+    return functools.reduce(jnp.logical_and, log.guards)
 
 
 @jax.jit
@@ -164,6 +173,9 @@ class Optimizer:
         self._pending: dict[tuple[str, str], Any] = {}   # set_states values for slots not created yet
         self.master: dict[str, Tensor] = {}   # float32 copies of float16/bfloat16 parameters
         self.loss_scaler: DynamicLossScale | None = None
+        # compiled steps whose update a guard skipped (labels out of range)
+        self.skipped_steps = Tensor(device=dev, data=jnp.zeros((1,), jnp.int32), requires_grad=False,
+                                    name="skipped_steps")
         self.lr_value = self._hyper_tensor(self.lr)
 
     # --- SINGA interface ---------------------------------------------------
@@ -181,14 +193,25 @@ class Optimizer:
         from .. import autograd
         if self.dtype == tensor.float16 or loss.data.dtype == jnp.float16:
             return self._scaled_call(loss)
+        ok = _step_guard()
         updated = False
         for p, g in autograd.backward(loss):
             if p.name is None:
                 p.name = str(id(p))
-            self.apply(p.name, p, g)
+            if ok is None:
+                self.apply(p.name, p, g)
+            else:
+                self._apply_if(ok, p, g)
             updated = True
         if not updated:
             self._warn_nothing_to_update(loss)
+        if ok is not None:
+            self._count_skipped(ok)
+
+    def _count_skipped(self, ok) -> None:
+        """Count a compiled step whose update a guard (labels out of range) skipped."""
+        n = self.skipped_steps.data
+        self.skipped_steps.data = jnp.where(ok, n, n + 1)
 
     def _warn_nothing_to_update(self, loss: Tensor) -> None:
         """Warn (once per optimizer) that `loss` reaches no parameter, so nothing was updated."""
@@ -212,6 +235,10 @@ class Optimizer:
             return self._warn_nothing_to_update(loss)
         grads = [g.data.astype(jnp.float32) / scale[0] for _, g in pairs]
         finite = all_finite(grads)
+        ok = _step_guard()
+        if ok is not None:
+            self._count_skipped(ok)
+            finite = finite & ok
         for (p, g), g32 in zip(pairs, grads):
             if p.name is None:
                 p.name = str(id(p))
@@ -238,7 +265,9 @@ class Optimizer:
 
     def step(self) -> None:
         """Advance the step counter and recompute the scheduled hyper-parameter values."""
-        self.step_counter.data = _increment(self.step_counter.data)
+        counter = self.step_counter.data
+        ok = _step_guard()
+        self.step_counter.data = _increment(counter) if ok is None else jnp.where(ok, _increment(counter), counter)
         self._refresh(force=False)
 
     def apply(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
