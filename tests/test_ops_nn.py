@@ -11,7 +11,7 @@ from singax._compile import GraphFunction
 from singax.autograd import nn as nn_mod
 from singax.autograd import rnn as rnn_mod
 from singax.tensor import Tensor
-from _helpers import P, T
+from _helpers import P, T, assert_grads_match_fd
 
 
 def grads_of(y, dy, *xs):
@@ -21,17 +21,10 @@ def grads_of(y, dy, *xs):
     return [got.get(id(x)) for x in xs]
 
 
-def fd_check(f, arrays, dy, grads, eps=1e-6, tol=1e-6, skip=()):
-    """Directional central differences of <f(*arrays), dy> against the given gradients."""
-    rng = np.random.default_rng(7)
-    for i, (a, g) in enumerate(zip(arrays, grads)):
-        if i in skip:
-            continue
-        v = rng.standard_normal(a.shape)
-        args = lambda d: [b + d * v if j == i else b for j, b in enumerate(arrays)]  # noqa: E731
-        fd = np.sum(dy * (f(*args(eps)) - f(*args(-eps)))) / (2 * eps)
-        an = np.sum(g * v)
-        assert abs(fd - an) <= tol * max(1.0, abs(fd)), f"input {i}: finite diff {fd} vs tape {an}"
+def weighted(forward, dy):
+    """The loss <forward(), dy> as a closure for `assert_grads_match_fd`."""
+    w = Tensor(data=np.asarray(dy), requires_grad=False)
+    return lambda: autograd.mul(forward(), w)
 
 
 # ----------------------------------------------------------------------------- numpy loops
@@ -139,8 +132,8 @@ def test_conv2d_gradients_match_finite_differences(case, x64):
     dy = np.random.default_rng(3).standard_normal(y.shape)
     got = grads_of(y, dy, *ts)
     assert all(gr is not None and gr.shape == a.shape for gr, a in zip(got, xs))
-    f = lambda x, W, b=None: np_conv(x, W, b, s, p, odd, g, dil)  # noqa: E731
-    fd_check(f, xs, dy, got)
+    conv = lambda: autograd.conv2d(h, *ts[:2], ts[2] if b is not None else None, odd)  # noqa: E731
+    assert_grads_match_fd(weighted(conv, dy), ts, tol=1e-6, max_elements=8)
 
 
 def test_conv2d_without_bias_returns_two_gradients():
@@ -219,7 +212,8 @@ def test_pooling_2d_gradients_match_finite_differences(case, x64):
     y = autograd.pooling_2d(autograd.PoolingHandle(shape, k, s, p, is_max), xt, odd)
     dy = np.random.default_rng(1).standard_normal(y.shape)
     (g,) = grads_of(y, dy, xt)
-    fd_check(lambda x: np_pool(x, k, s, p, is_max, odd), [x], dy, [g], eps=1e-4)
+    pool = lambda: autograd.pooling_2d(autograd.PoolingHandle(shape, k, s, p, is_max), xt, odd)  # noqa: E731
+    assert_grads_match_fd(weighted(pool, dy), [xt], eps=1e-4, tol=1e-6, max_elements=8)
     if is_max and not any(odd):  # max routes each dy to exactly one arg-max element
         assert np.isclose(g.sum(), dy.sum())
 
@@ -269,12 +263,12 @@ def test_batchnorm_eval_uses_running_stats_and_leaves_them():
 @pytest.mark.parametrize("shape", [(4, 2, 2, 3), (6, 3)])
 def test_batchnorm_gradients_match_finite_differences(shape, x64):
     autograd.training = True
-    (x, scale, bias, _, _), ts, rm, rv, h = _bn_setup(shape, dtype=np.float64)
+    _, ts, rm, rv, h = _bn_setup(shape, dtype=np.float64)
     y = autograd.batchnorm_2d(h, *ts, rm, rv)
     dy = np.random.default_rng(2).standard_normal(shape)
-    got = grads_of(y, dy, *ts)
     assert y.creator.running_mean is rm and len(y.creator.src) == 3
-    fd_check(lambda *a: np_bn(*a)[0], [x, scale, bias], dy, got)
+    assert_grads_match_fd(weighted(lambda: autograd.batchnorm_2d(h, *ts, rm, rv), dy), ts, tol=1e-6,
+                          max_elements=8)
 
 
 def test_batchnorm_shape_mismatch_is_a_clear_error():
@@ -364,7 +358,7 @@ def test_cossim_matches_numpy_and_finite_differences(x64):
     f = lambda a, b: np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)  # noqa: E731
     np.testing.assert_allclose(np.asarray(y.data), f(a, b), rtol=1e-12)
     dy = rng.standard_normal(4)
-    fd_check(f, [a, b], dy, grads_of(y, dy, at, bt))
+    assert_grads_match_fd(weighted(lambda: autograd.cossim(at, bt), dy), [at, bt], tol=1e-6, max_elements=8)
 
 
 # ----------------------------------------------------------------------------- RNN
@@ -460,8 +454,9 @@ def test_rnn_gradients_match_finite_differences(mode, L, bidir, x64):
     dy = np.random.default_rng(4).standard_normal(y.shape)
     assert len(y.creator.backward(jnp.asarray(dy))) == 4
     got = grads_of(y, dy, *ts)
-    skip = () if mode == "lstm" else (2,)   # cx feeds only LSTMs
-    fd_check(lambda *a: np_rnn_loop(*a, mode, 2, L, bidir), arrays, dy, got, skip=skip)
+    fed = ts if mode == "lstm" else ts[:2] + ts[3:]   # cx feeds only LSTMs
+    rnn = lambda: autograd._RNN(h, return_sequences=True)(*ts)[0]  # noqa: E731
+    assert_grads_match_fd(weighted(rnn, dy), fed, tol=1e-6, max_elements=8)
     if mode != "lstm":
         np.testing.assert_array_equal(got[2], 0)
 
@@ -518,7 +513,7 @@ def test_softmax_cross_entropy_forward_and_gradients(form, x64):
     (g,) = grads_of(loss, np.array([1.0]), xt)
     onehot = np.eye(5)[t.ravel()] if form != "dense" else t / t.sum(1, keepdims=True)
     np.testing.assert_allclose(g, (np_softmax(x) - onehot) / 4, rtol=1e-8, atol=1e-12)  # SINGA's formula
-    fd_check(lambda x: np_sce(x, t), [x], np.array(1.0), [g])
+    assert_grads_match_fd(lambda: autograd.softmax_cross_entropy(xt, tt), [xt], tol=1e-6, max_elements=8)
     assert len(loss.creator.src) == 1     # the target is not an op input
 
 
@@ -546,7 +541,7 @@ def test_losses_match_numpy_and_finite_differences(name, x64):
     np.testing.assert_allclose(np.asarray(loss.data), [ref(x, t)], rtol=1e-10)
     assert isinstance(loss.creator.t, jax.Array) and len(loss.creator.src) == 1
     (g,) = grads_of(loss, np.array([1.0]), xt)
-    fd_check(lambda x: ref(x, t), [x], np.array(1.0), [g])
+    assert_grads_match_fd(lambda: fn(xt, T(t)), [xt], tol=1e-6, max_elements=8)
 
 
 def test_binary_cross_entropy_gradient_is_exact_derivative_not_singas():

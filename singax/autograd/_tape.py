@@ -18,7 +18,7 @@ MSG_NO_SAVED = ("{op}: backward needs values saved by forward, but forward ran w
 
 class OperandError(ValueError, AssertionError):
     """Operator inputs of incompatible shapes or values. SINGA checks these with `assert`,
-    so this is also an AssertionError (code catching either keeps working)."""
+    so this is also an AssertionError: code written for either exception catches it."""
 
 
 def is_training() -> bool:
