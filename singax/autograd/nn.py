@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from . import _cpu_lowering as _cpu
 from ._op import CLASSES, Op, _like, register
 from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training
 from ..tensor import Tensor
@@ -309,7 +310,9 @@ def _pool_forward(x, *, handle, odd_padding=(0, 0, 0, 0)):
     window, strides = (1, 1, h.kernel_h, h.kernel_w), (1, 1, h.stride_h, h.stride_w)
     pads = ((0, 0), (0, 0), (h.pad_h, h.pad_h), (h.pad_w, h.pad_w))
     if h.is_max_pooling:
-        return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, window, strides, pads)
+        return _cpu.cpu_or_default(
+            lambda x: _cpu.max_pool_select(x, window[2:], strides[2:], pads[2:]),
+            lambda x: lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, window, strides, pads), x)
     total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, window, strides, pads)
     ones = jnp.ones((1, 1) + x.shape[2:], x.dtype)
     count = lax.reduce_window(ones, np.array(0, x.dtype), lax.add, window, strides, pads)
@@ -382,9 +385,15 @@ def _bn_train(static, xs, consts):
     (momentum, eps), (x, scale, bias), (rm, rv) = static, xs, consts
     axes, shape = _bn_layout(x)
     xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # statistics in >= float32
-    mean, var = jnp.mean(xf, axes), jnp.var(xf, axes)
-    y = (xf - mean.reshape(shape)) * lax.rsqrt(var.reshape(shape) + eps)
-    y = (y * scale.reshape(shape) + bias.reshape(shape)).astype(x.dtype)
+
+    def normalize(xf, scale, bias):
+        mean, var = jnp.mean(xf, axes), jnp.var(xf, axes)
+        y = (xf - mean.reshape(shape)) * lax.rsqrt(var.reshape(shape) + eps)
+        return y * scale.reshape(shape) + bias.reshape(shape), mean, var
+    y, mean, var = _cpu.cpu_or_default(
+        lambda xf, scale, bias: _cpu.batch_norm_folded(xf, scale, bias, axes, shape, eps), normalize,
+        xf, scale, bias)
+    y = y.astype(x.dtype)
     n = x.size // x.shape[1]
     mean, var = lax.stop_gradient(mean), lax.stop_gradient(var)
     new_rm = (1 - momentum) * rm + momentum * mean.astype(rm.dtype)
