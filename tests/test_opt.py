@@ -563,3 +563,25 @@ print("ok")
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_one_program_updates_all_parameters_like_apply_and_keeps_held_slots_readable():
+    autograd.training = True
+    rng = np.random.default_rng(5)
+    w0, v0 = rng.normal(size=(3, 2)).astype(np.float32), rng.normal(size=(3, 2)).astype(np.float32)
+    x = Tensor(data=rng.normal(size=(3, 2)).astype(np.float32), requires_grad=False)
+    a, b = opt.SGD(0.05, momentum=0.9), opt.SGD(0.05, momentum=0.9)
+    wa, va = Tensor(data=w0, stores_grad=True, name="w"), Tensor(data=v0, stores_grad=True, name="v")
+    wb, vb = Tensor(data=w0, stores_grad=True, name="w"), Tensor(data=v0, stores_grad=True, name="v")
+    held = []
+    for step in range(3):
+        a(autograd.add(_quad(wa, x), _quad(va, x)))
+        if step == 1:
+            held.append((a.moments["w"].data, np.array(a.moments["w"].data)))
+        for p, q in ((wb, vb), (vb, wb)):
+            b.apply(p.name, p, Tensor(data=_quad_grad(p.data, x)))
+        b.step()
+    for p, q in ((wa, wb), (va, vb)):
+        np.testing.assert_allclose(np.asarray(p.data), np.asarray(q.data), rtol=1e-6, atol=1e-7)
+    array, value = held[0]   # the user's reference to an old slot array still reads its value
+    np.testing.assert_array_equal(np.asarray(array), value)
