@@ -6,7 +6,10 @@ optimizer updates, BatchNorm statistics, random keys — is traced into one
 `step(state, inputs) -> (new_state, outputs)`. The state is discovered, not
 declared: every handle that existed before the trace and is read or written
 during it (see `_handle.StateLog`). The step is compiled with the state buffers
-donated; afterwards the new arrays are written back into the same handles.
+donated. The state handles are bound to the step's `StateCells`: they read and write
+their arrays in one list, which a call passes to the program and replaces with the
+program's new state, so a call's host work does not grow with the number of state
+tensors, and values the user writes between steps are what the next step reads.
 A new trace happens only when the Tensor arguments' shapes/dtypes or the
 non-Tensor arguments change.
 """
@@ -20,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._handle import PRETRACE, Handle, StateLog, next_serial
+from ._handle import PRETRACE, Handle, StateCells, StateLog, next_serial
 from ._messages import MSG_VALUE_IN_TRACE
 from .tensor._tensor import Tensor, _wrap
 
@@ -57,6 +60,7 @@ class _Entry:
                  scan: bool):
         self.state, self.compiled, self.out_tree, self.out_static = state, compiled, out_tree, out_static
         self.mesh, self.scan = mesh, scan   # data-parallel mesh (singax.dist) or None; K-step mode
+        self.cells = StateCells(state)
 
 
 class GraphFunction:
@@ -109,16 +113,27 @@ class GraphFunction:
 
     # --- internals -----------------------------------------------------------
     def _run(self, entry: _Entry, inputs: list[Tensor]):
+        cells = entry.cells
+        if not cells.bound:
+            cells.bind()
         input_arrays = [x.__dict__["_data"] for x in inputs]
-        state_arrays = _unique_buffers([h.__dict__["_data"] for h in entry.state], input_arrays)
-        if entry.mesh is not None:
-            state_arrays, input_arrays = _place(entry.mesh, state_arrays, input_arrays, inputs, entry.scan)
-        new_state, out_arrays = entry.compiled(state_arrays, input_arrays)
         if entry.mesh is not None:
             from ._mesh import process_local
+            state_arrays, input_arrays = _place(entry.mesh, _unique_buffers(cells.arrays, input_arrays),
+                                                input_arrays, inputs, entry.scan)
+            new_state, out_arrays = entry.compiled(state_arrays, input_arrays)
             out_arrays = [process_local(a) for a in out_arrays]
-        for h, a in zip(entry.state, new_state):
-            h.__dict__["_data"] = a
+        else:
+            try:
+                new_state, out_arrays = entry.compiled(cells.arrays, input_arrays)
+            except jax.errors.JaxRuntimeError as err:
+                # one buffer passed twice (the user aliased two tensors): XLA refused before
+                # running, nothing was donated; copy the duplicates and run again
+                if "donat" not in str(err):
+                    raise
+                cells.arrays = _unique_buffers(cells.arrays, input_arrays)
+                new_state, out_arrays = entry.compiled(cells.arrays, input_arrays)
+        cells.arrays = new_state
         return self._outputs(entry, out_arrays, inputs[0].device if inputs else None)
 
     def _outputs(self, entry: _Entry, out_arrays: list, dev):

@@ -584,3 +584,25 @@ def test_apply_then_call_on_the_same_loss_steps_twice_with_the_same_gradient():
     s = 1 / (1 + np.exp(-(xv @ w0)))
     grad = xv.T @ (s * (1 - s))
     np.testing.assert_allclose(tensor.to_numpy(w), w0 - 2 * 0.1 * grad, rtol=1e-5, atol=1e-6)
+
+
+def test_one_program_updates_all_parameters_like_apply_and_keeps_held_slots_readable():
+    autograd.training = True
+    rng = np.random.default_rng(5)
+    w0, v0 = rng.normal(size=(3, 2)).astype(np.float32), rng.normal(size=(3, 2)).astype(np.float32)
+    x = Tensor(data=rng.normal(size=(3, 2)).astype(np.float32), requires_grad=False)
+    a, b = opt.SGD(0.05, momentum=0.9), opt.SGD(0.05, momentum=0.9)
+    wa, va = Tensor(data=w0, stores_grad=True, name="w"), Tensor(data=v0, stores_grad=True, name="v")
+    wb, vb = Tensor(data=w0, stores_grad=True, name="w"), Tensor(data=v0, stores_grad=True, name="v")
+    held = []
+    for step in range(3):
+        a(autograd.add(_quad(wa, x), _quad(va, x)))
+        if step == 1:
+            held.append((a.moments["w"].data, np.array(a.moments["w"].data)))
+        for p, q in ((wb, vb), (vb, wb)):
+            b.apply(p.name, p, Tensor(data=_quad_grad(p.data, x)))
+        b.step()
+    for p, q in ((wa, wb), (va, vb)):
+        np.testing.assert_allclose(np.asarray(p.data), np.asarray(q.data), rtol=1e-6, atol=1e-7)
+    array, value = held[0]   # the user's reference to an old slot array still reads its value
+    np.testing.assert_array_equal(np.asarray(array), value)
