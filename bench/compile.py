@@ -7,6 +7,11 @@ in one process, from the same initial parameters and data:
   graph  the singax Model compiled with `use_graph=True`
   eager  the same Model with `use_graph=False`
   kstep  `Model.train_steps`: K steps in one dispatch (W1 only by default)
+  torch  PyTorch eager from A's initial arrays, when `torch` is importable
+
+Every singax row runs on the device a SINGA script would pick: the first accelerator
+(`device.create_cuda_gpu()`) when JAX has one, else the host CPU; A uses the same
+device, and the report names each row's device.
 
 and writes a Markdown report to bench/results/<machine>-<date>-compile.md.
 
@@ -24,26 +29,29 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-
+import harness  # noqa: E402
 import jax  # noqa: E402
+import torch_rows  # noqa: E402
+import workloads  # noqa: E402
 
 IMPL_NAMES = {
     "A": "A JAX+optax, one jax.jit step, donated",
     "graph": "singax graph (use_graph=True)",
     "eager": "singax eager (use_graph=False)",
     "kstep": "singax K-step (train_steps, K={k})",
+    "torch": torch_rows.NAME,
 }
-TARGETS = {"graph_vs_A": {"W1": 1.10, "W2": 1.02, "W3": 1.02, "W4": 1.02}, "compile_vs_A": 1.5}
+TARGETS = {"graph_vs_A": {"W1": 1.05, "W2": 1.05, "W3": 1.02, "W4": 1.02}, "compile_vs_A": 1.5,
+           "eager_vs_A_cpu": {"W1": 2.0, "W2": 1.2}}
 
 
 # --------------------------------------------------------------------------- implementations
-def reference_states(wl: common.Workload, x_np: np.ndarray, seed: int):
+def reference_states(wl: workloads.Workload, x_np: np.ndarray, seed: int):
     """Initialise the singax model once; its states (numpy) seed every implementation."""
-    from singax import device, tensor
-    device.get_default_device().SetRandSeed(seed)
+    dev = harness.bench_device()
+    dev.SetRandSeed(seed)
     model = wl.make_model()
-    model.compile([tensor.from_numpy(x_np)], is_train=True, use_graph=False)
+    model.compile([_on_bench_device(x_np)], is_train=True, use_graph=False)
     states = {name: np.array(t.data) for name, t in model.get_states().items()}
     # a weight matrix of zeros means initialisation did not happen: the run would be meaningless
     zero = [name for name, v in states.items() if v.ndim >= 2 and not np.any(v)]
@@ -53,28 +61,29 @@ def reference_states(wl: common.Workload, x_np: np.ndarray, seed: int):
     return model, states
 
 
-def jax_impl(wl: common.Workload, ref_model, batch, jit: bool = True, key: str = "A",
-             name: str | None = None) -> common.Impl:
+def jax_impl(wl: workloads.Workload, ref_model, batch, jit: bool = True, key: str = "A",
+             name: str | None = None) -> harness.Impl:
     """The pure-JAX twin: same parameters (fresh buffers), same data."""
     t0 = time.perf_counter()
     params, state = wl.to_jax(ref_model)
-    params, state = jax.device_put((params, state), jax.devices()[0])   # committed, as singax's
-    step = common.jax_step(wl.loss_fn, wl.tx())
+    jdev = harness.bench_device().jax_device
+    params, state = jax.device_put((params, state), jdev)   # committed, as singax's
+    step = workloads.jax_step(wl.loss_fn, wl.tx())
     compiled = jax.jit(step, donate_argnums=(0, 1, 2)) if jit else step
-    runner = common.JaxRunner(compiled, params, state, wl.tx(), batch)
+    runner = workloads.JaxRunner(compiled, params, state, wl.tx(), batch)
     init_s = time.perf_counter() - t0
 
     def program():
         return compiled.lower(runner.params, runner.state, runner.opt_state, *runner.batch).compile()
-    return common.Impl(name or IMPL_NAMES[key], runner, lambda loss: [float(np.asarray(loss))],
-                       sync=runner.sync, program=program if jit else None, init_s=init_s, key=key)
+    return harness.Impl(name or IMPL_NAMES[key], runner, lambda loss: [float(np.asarray(loss))],
+                       sync=runner.sync, program=program if jit else None, init_s=init_s, key=key,
+                       device=harness.device_name(jdev))
 
 
-def singax_model(wl: common.Workload, ref_states: dict, x_np: np.ndarray, use_graph: bool):
+def singax_model(wl: workloads.Workload, ref_states: dict, x_np: np.ndarray, use_graph: bool):
     """A fresh singax model, compiled as SINGA scripts do, holding the reference states."""
-    from singax import tensor
     model = wl.make_model()
-    model.compile([tensor.from_numpy(x_np)], is_train=True, use_graph=use_graph)
+    model.compile([_on_bench_device(x_np)], is_train=True, use_graph=use_graph)
     states = model.get_states()
     if set(states) != set(ref_states):
         raise RuntimeError(f"{wl.key}: state names differ between two builds of the model: "
@@ -84,6 +93,12 @@ def singax_model(wl: common.Workload, ref_states: dict, x_np: np.ndarray, use_gr
     return model, list(states.values())
 
 
+def _on_bench_device(a: np.ndarray):
+    """A singax Tensor holding `a` on the benchmark's device."""
+    from singax import tensor
+    return tensor.from_numpy(a, harness.bench_device())
+
+
 def _graph_program(model):
     for graph in model.__dict__.get("_graphs", {}).values():
         for entry in graph.cache.values():
@@ -91,29 +106,28 @@ def _graph_program(model):
     return None
 
 
-def singax_impl(wl: common.Workload, ref_states: dict, batch, mode: str, k: int = 10) -> common.Impl:
+def singax_impl(wl: workloads.Workload, ref_states: dict, batch, mode: str, k: int = 10) -> harness.Impl:
     """mode: "graph", "eager" or "kstep" (K copies of the batch stacked, one dispatch)."""
-    from singax import tensor
     t0 = time.perf_counter()
     model, states = singax_model(wl, ref_states, batch[0], use_graph=(mode != "eager"))
     if mode == "kstep":
-        inputs = [tensor.from_numpy(np.stack([b] * k)) for b in batch]
+        inputs = [_on_bench_device(np.stack([b] * k)) for b in batch]
 
         def step():
             return model.train_steps(*inputs)
     else:
-        inputs = [tensor.from_numpy(b) for b in batch]
+        inputs = [_on_bench_device(b) for b in batch]
 
         def step():
             return model(*inputs)
     init_s = time.perf_counter() - t0
-    return common.Impl(
+    return harness.Impl(
         IMPL_NAMES[mode].format(k=k), step,
         losses=lambda out: np.asarray(out[1].data, dtype=np.float64).reshape(-1),
         sync=lambda out: [t.data for t in states] + [out[1].data],
         steps_per_call=k if mode == "kstep" else 1,
         program=(lambda: _graph_program(model)) if mode != "eager" else None,
-        init_s=init_s, key=mode)
+        init_s=init_s, key=mode, device=harness.device_name(states[0].device.jax_device))
 
 
 # --------------------------------------------------------------------------- report
@@ -134,12 +148,23 @@ def check_targets(key: str, res: dict) -> list[str]:
             lines.append(f"- graph compile / A compile: {c:.2f}× (JAX trace + lower + XLA compile: "
                          f"{g.jax_compile_s:.2f} s vs {a.jax_compile_s:.2f} s{est}; target ≤ {t:.1f}×): "
                          f"{verdict(c <= t)}")
+    if a is not None and "eager" in res:
+        ratio = res["eager"].median_s / a.median_s
+        t = TARGETS["eager_vs_A_cpu"].get(key) if a.device.startswith("cpu") else None
+        lines.append(f"- eager step / A: {ratio:.2f}×" + (f" (CPU target ≤ {t:.1f}×): {verdict(ratio <= t)}"
+                                                           if t else ""))
+    if "torch" in res:
+        tr = res["torch"]
+        for k in ("graph", "eager"):
+            if k in res:
+                ratio = res[k].median_s / tr.median_s
+                lines.append(f"- {k} step / PyTorch eager: {ratio:.2f}× (target ≤ 1): {verdict(ratio <= 1)}")
     if a is not None and "kstep" in res:
         ks = res["kstep"]
         ratio = ks.median_s / a.median_s
         lines.append(f"- K-step per step / A: {ratio:.3f}× (target < 1): {verdict(ratio < 1)}")
     if a is not None:
-        for k in ("graph", "eager", "kstep"):
+        for k in ("graph", "eager", "kstep", "torch"):
             if k in res:
                 d1 = abs(res[k].loss1 - a.loss1)
                 lines.append(f"- loss@1 {k} − A: {d1:.2e}" + ("" if d1 <= 1e-4 * max(1.0, abs(a.loss1))
@@ -153,7 +178,7 @@ def check_targets(key: str, res: dict) -> list[str]:
     return lines
 
 
-def summary(results: list[common.Result]) -> dict:
+def summary(results: list[harness.Result]) -> dict:
     """Per row: the numbers the smoke test and other tools read (JSON-ready)."""
     return {r.key: {"name": r.name, "init_s": r.init_s, "median_ms": r.median_s * 1e3,
                     "min_ms": min(r.step_times) * 1e3, "step1_s": r.step1_s, "compile_s": r.compile_s,
@@ -166,7 +191,8 @@ def summary(results: list[common.Result]) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workloads", default="W1,W2,W3,W4", help="comma-separated subset of W1,W2,W3,W4")
-    p.add_argument("--impls", default="A,graph,eager,kstep", help="subset of A,graph,eager,kstep")
+    p.add_argument("--impls", default="A,graph,eager,kstep,torch",
+                   help="subset of A,graph,eager,kstep,torch (torch runs only when importable)")
     p.add_argument("--kstep-workloads", default="W1", help="workloads that also run K-step mode")
     p.add_argument("--k", type=int, default=10, help="steps per dispatch in K-step mode")
     p.add_argument("--steps", type=int, help="timed steps per implementation (default per workload)")
@@ -180,14 +206,14 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="also write a JSON summary here")
     args = p.parse_args(argv)
 
-    common.setup(args.precision)
+    harness.setup(args.precision)
     if args.quick:
         args.steps, args.warmup, args.rounds, args.k = args.steps or 4, args.warmup or 2, 2, 2
-    info = common.machine_info()
+    info = harness.machine_info()
     impls_wanted = args.impls.split(",")
     lines, out_json = [], {}
     for key in args.workloads.split(","):
-        wl = common.WORKLOADS[key]
+        wl = workloads.WORKLOADS[key]
         # ResNet-18 takes over a second a step on a 2-core CPU; elsewhere it gets the usual 30
         default_steps = wl.steps if (key != "W3" or info["platform"] == "cpu") else 30
         steps, warmup = args.steps or default_steps, args.warmup or wl.warmup
@@ -199,109 +225,43 @@ def main(argv=None) -> int:
             steps = -(-steps // (args.rounds * args.k)) * args.rounds * args.k
         print(f"{key}: {wl.title}", flush=True)
         batch = wl.batch(np.random.default_rng(args.seed))
-        missing = common.singax_missing(key)
+        t0 = time.perf_counter()
+        ref_model, ref_states = reference_states(wl, batch[0], args.seed)
+        ref_s = time.perf_counter() - t0
         impls = []
-        if missing:
-            print(f"  {missing}: only A runs", flush=True)
-            if "A" not in impls_wanted:
-                continue
-            impls.append(_a_without_singax(wl, batch, args.seed))
-        else:
-            t0 = time.perf_counter()
-            ref_model, ref_states = reference_states(wl, batch[0], args.seed)
-            ref_s = time.perf_counter() - t0
-            if "A" in impls_wanted:
-                impls.append(jax_impl(wl, ref_model, batch))
-            for mode in ("graph", "eager", "kstep"):
-                if mode in impls_wanted and (mode != "kstep" or use_k):
-                    impls.append(singax_impl(wl, ref_states, batch, mode, args.k))
-        results = common.run_impls(impls, warmup, steps, args.rounds)
-        res = common.by_key(results)
+        if "A" in impls_wanted:
+            impls.append(jax_impl(wl, ref_model, batch))
+        for mode in ("graph", "eager", "kstep"):
+            if mode in impls_wanted and (mode != "kstep" or use_k):
+                impls.append(singax_impl(wl, ref_states, batch, mode, args.k))
+        if "torch" in impls_wanted and torch_rows.available():
+            params, state = wl.to_jax(ref_model)
+            impls.append(torch_rows.torch_impl(key, params, state, batch, args.precision, info["platform"]))
+        results = harness.run_impls(impls, warmup, steps, args.rounds)
+        res = harness.by_key(results)
         lines += [f"## {key}: {wl.title}", ""]
-        if missing:
-            lines += [f"{missing}; only the pure-JAX row ran (initial parameters from its own init).", ""]
-        lines += common.table(common.RESULT_HEADERS, common.result_rows(results))
+        lines += harness.table(harness.RESULT_HEADERS, harness.result_rows(results))
         lines += [""] + check_targets(key, res)
-        if not missing:
-            lines.append(f"- the first singax model's build + `Model.compile([x])` (the placeholder forward "
-                         f"that creates the parameters): {ref_s:.2f} s")
+        lines.append(f"- the first singax model's build + `Model.compile([x])` (the placeholder forward "
+                     f"that creates the parameters): {ref_s:.2f} s")
         lines.append("")
         out_json[key] = summary(results)
-        print("\n".join(common.short_table(results, ["median (ms)", "× A (median)", "loss@1", "loss@end"])))
+        print("\n".join(harness.short_table(results, ["median (ms)", "× A (median)", "loss@1", "loss@end",
+                                                      "device"])))
         print("\n".join(check_targets(key, res)), flush=True)
 
     config = (f"warm-up {args.warmup or 5} steps (W1 with K-step: {max(args.warmup or 10, 2 * args.k)}), "
               f"timed steps {args.steps or 'W1 100, W3 12 on CPU, else 30'} in {args.rounds} interleaved rounds; "
               f"K={args.k}; seed {args.seed}"
               + ("; QUICK (smoke run, numbers meaningless)" if args.quick else ""))
-    doc = common.header("singax Model.compile benchmark", info, config) + [
+    doc = harness.header("singax Model.compile benchmark", info, config) + [
         "Columns: see bench/README.md. × A is the median step time over the pure-JAX jit step's; "
         "est. compile = steps 1 and 2 above the median; peak memory is the process-wide high-water "
         "mark after that row's warm-up (rows run in order, so it only grows); XLA program = the "
         "compiled step's arguments + outputs + temporaries − donated aliases.", ""] + lines
     text = "\n".join(doc) + "\n"
-    common.write_report(args, info, text, out_json, "compile")
+    harness.write_report(args, info, text, out_json, "compile")
     return 0
-
-
-def _a_without_singax(wl: common.Workload, batch, seed: int) -> common.Impl:
-    """A alone, initialised from the singax model's stand-in shapes (used while layers are missing)."""
-    init = _standin_init(wl, batch, seed)
-    return jax_impl(wl, init, batch)
-
-
-def _standin_init(wl: common.Workload, batch, seed: int):
-    """An object with the attributes `to_jax` reads, filled with SINGA's init rules (numpy)."""
-    rng = np.random.default_rng(seed)
-
-    class T:
-        def __init__(self, a):
-            self.data = np.asarray(a, np.float32)
-
-    class L:
-        def __init__(self, **kw):
-            self.__dict__.update({k: T(v) for k, v in kw.items()})
-
-    def linear(i, o):
-        return L(W=rng.normal(0, np.sqrt(2 / (i + o)), (i, o)), b=np.zeros(o))
-
-    def conv(o, c, k, bias=True):
-        W = rng.normal(0, np.sqrt(2 / (c * k * k + o)), (o, c, k, k))
-        return L(W=W, b=np.zeros(o)) if bias else L(W=W)
-
-    def bn(c):
-        return L(scale=np.ones(c), bias=np.zeros(c), running_mean=np.zeros(c), running_var=np.ones(c))
-
-    m = type("StandIn", (), {})()
-    if wl.key == "W1":
-        m.linear1, m.linear2 = linear(784, 100), linear(100, 10)
-    elif wl.key == "W2":
-        m.conv1, m.conv2 = conv(20, 1, 5), conv(50, 20, 5)
-        m.linear1, m.linear2 = linear(800, 500), linear(500, 10)
-    elif wl.key == "W3":
-        m.conv1, m.bn1, m.fc, m.block_names = conv(64, 3, 3, False), bn(64), linear(512, 10), []
-        cin = 64
-        for i, (planes, stride) in enumerate(common.RESNET18_STAGES):
-            for j in range(2):
-                b = type("Block", (), {})()
-                b.conv1, b.bn1 = conv(planes, cin, 3, False), bn(planes)
-                b.conv2, b.bn2 = conv(planes, planes, 3, False), bn(planes)
-                b.has_shortcut = j == 0 and i > 0
-                if b.has_shortcut:
-                    b.conv_sc, b.bn_sc = conv(planes, cin, 1, False), bn(planes)
-                name = f"layer{i + 1}_{j}"
-                setattr(m, name, b)
-                m.block_names.append(name)
-                cin = planes
-    else:
-        c = common.W4_SHAPE
-        H, E = c["hidden"], c["emb"]
-        m.hidden, m.cudnn = H, True
-        m.embedding = L(W=rng.normal(0, 1, (c["vocab"], E)))
-        size = 4 * H * (E + H + 2)
-        m.rnn = L(W=rng.uniform(-1 / np.sqrt(H), 1 / np.sqrt(H), size))
-        m.dense = linear(H, c["vocab"])
-    return m
 
 
 if __name__ == "__main__":

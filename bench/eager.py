@@ -4,7 +4,7 @@ Two models, each timed in one process from the same parameters and data:
 
   seed-MLP   the seed document's autograd example (2-3-2 perceptron on 400 points,
              `autograd.matmul/add_bias/relu/softmax_cross_entropy`, `sgd.update`)
-  CNN        SINGA's MNIST CNN (bench/common.py W2), a `Model` with `use_graph=False`
+  CNN        SINGA's MNIST CNN (bench/workloads.py W2), a `Model` with `use_graph=False`
 
 against (A) the hand-written pure-JAX + optax step in one `jax.jit` and (B) the same JAX
 code without jit (op by op). It also counts JAX traces and compilations during the timed
@@ -24,11 +24,12 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-from compile import jax_impl, reference_states, singax_impl, summary  # noqa: E402
-
+import harness  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import torch_rows  # noqa: E402
+import workloads  # noqa: E402
+from compile import jax_impl, reference_states, singax_impl, summary  # noqa: E402
 
 TARGET_CNN = 2.5
 
@@ -49,7 +50,10 @@ class SeedMLP:
     def __init__(self, data: np.ndarray, target: np.ndarray):
         from singax import autograd, opt, tensor
         self.autograd = autograd
-        T = tensor.Tensor
+        dev = harness.bench_device()
+
+        def T(**kw):
+            return tensor.Tensor(device=dev, **kw)
         self.w0 = T(shape=(2, 3), requires_grad=True, stores_grad=True)
         self.w0.gaussian(0.0, 0.1)
         self.b0 = T(shape=(1, 3), requires_grad=True, stores_grad=True)
@@ -80,23 +84,22 @@ def _seed_loss(p, s, x, t):
     return -jnp.mean(jnp.sum(t * jax.nn.log_softmax(logits), axis=1)), s
 
 
-SEED = common.Workload(
+SEED = workloads.Workload(
     "seed-MLP", "seed document MLP 2-3-2, 400 points, SGD(0.05)", make_model=None,
-    batch=seed_data, to_jax=lambda m: ({k: common._np(getattr(m, k)) for k in ("w0", "b0", "w1", "b1")}, {}),
-    loss_fn=_seed_loss, tx=lambda: common.sgd_tx(0.05), steps=100, warmup=5)
+    batch=seed_data, to_jax=lambda m: ({k: workloads._np(getattr(m, k)) for k in ("w0", "b0", "w1", "b1")}, {}),
+    loss_fn=_seed_loss, tx=lambda: workloads.sgd_tx(0.05), steps=100, warmup=5)
 
 
-def seed_impls(seed: int) -> list[common.Impl]:
-    from singax import device
+def seed_impls(seed: int) -> list[harness.Impl]:
     data, target = seed_data(np.random.default_rng(seed))
-    device.get_default_device().SetRandSeed(seed)
+    harness.bench_device().SetRandSeed(seed)
     t0 = time.perf_counter()
     mlp = SeedMLP(data, target)
     init_s = time.perf_counter() - t0
-    eager = common.Impl("singax eager (seed: autograd ops + sgd.update)", mlp,
+    eager = harness.Impl("singax eager (seed: autograd ops + sgd.update)", mlp,
                         losses=lambda loss: [float(np.asarray(loss.data).reshape(-1)[0])],
                         sync=lambda loss: [t.data for t in mlp.params] + [loss.data],
-                        init_s=init_s, key="eager")
+                        init_s=init_s, key="eager", device=harness.device_name(mlp.w0.device.jax_device))
     batch = (data, target)
     return [jax_impl(SEED, mlp, batch, key="A"),
             jax_impl(SEED, mlp, batch, jit=False, key="B", name=B_NAME), eager]
@@ -105,13 +108,18 @@ def seed_impls(seed: int) -> list[common.Impl]:
 B_NAME = "B JAX op-by-op (grad without jit)"
 
 
-def cnn_impls(seed: int) -> list[common.Impl]:
-    wl = common.WORKLOADS["W2"]
+def cnn_impls(seed: int, precision: str = "highest") -> list[harness.Impl]:
+    wl = workloads.WORKLOADS["W2"]
     batch = wl.batch(np.random.default_rng(seed))
     ref_model, ref_states = reference_states(wl, batch[0], seed)
-    return [jax_impl(wl, ref_model, batch, key="A"),
-            jax_impl(wl, ref_model, batch, jit=False, key="B", name=B_NAME),
-            singax_impl(wl, ref_states, batch, "eager")]
+    impls = [jax_impl(wl, ref_model, batch, key="A"),
+             jax_impl(wl, ref_model, batch, jit=False, key="B", name=B_NAME),
+             singax_impl(wl, ref_states, batch, "eager")]
+    if torch_rows.available():
+        params, state = wl.to_jax(ref_model)
+        impls.append(torch_rows.torch_impl("W2", params, state, batch, precision,
+                                           jax.devices()[0].platform))
+    return impls
 
 
 def check(name: str, res: dict, target: float | None) -> list[str]:
@@ -124,6 +132,8 @@ def check(name: str, res: dict, target: float | None) -> list[str]:
     lines.append(line)
     if "B" in res:
         lines.append(f"- singax eager / B (JAX op-by-op): {e.median_s / res['B'].median_s:.2f}×")
+    if "torch" in res:
+        lines.append(f"- singax eager / PyTorch eager: {e.median_s / res['torch'].median_s:.2f}×")
     lines.append(f"- singax eager traces / compilations during timed steps: "
                  f"{e.traces_after_warmup} / {e.compiles_after_warmup} (must be 0 / 0)"
                  + ("" if e.traces_after_warmup == e.compiles_after_warmup == 0 else " **FAIL**"))
@@ -131,7 +141,7 @@ def check(name: str, res: dict, target: float | None) -> list[str]:
     if busy and max(busy) > 0.25:
         lines.append(f"- note: other processes used up to {max(busy):.2f} cores while rows were timed; "
                      "the ratios are rough")
-    for k in ("B", "eager"):
+    for k in ("B", "eager", "torch"):
         if k in res:
             d = abs(res[k].loss1 - a.loss1)
             lines.append(f"- loss@1 {k} − A: {d:.2e}" + ("" if d <= 1e-4 * max(1.0, abs(a.loss1))
@@ -153,39 +163,39 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="also write a JSON summary here")
     args = p.parse_args(argv)
 
-    common.setup(args.precision)
+    harness.setup(args.precision)
     if args.quick:
         args.steps, args.warmup, args.rounds = args.steps or 4, 2, 2
-    info = common.machine_info()
+    info = harness.machine_info()
     from singax import autograd
     autograd.training = True
     lines, out_json = [], {}
     for name in args.models.split(","):
-        if name == "CNN" and common.singax_missing("W2"):
-            print(f"CNN: skipped ({common.singax_missing('W2')})")
+        if name == "CNN" and workloads.singax_missing("W2"):
+            print(f"CNN: skipped ({workloads.singax_missing('W2')})")
             continue
-        title = SEED.title if name == "seed-MLP" else common.WORKLOADS["W2"].title
+        title = SEED.title if name == "seed-MLP" else workloads.WORKLOADS["W2"].title
         print(f"{name}: {title}", flush=True)
-        impls = seed_impls(args.seed) if name == "seed-MLP" else cnn_impls(args.seed)
+        impls = seed_impls(args.seed) if name == "seed-MLP" else cnn_impls(args.seed, args.precision)
         steps = args.steps or (100 if name == "seed-MLP" else 30)
-        results = common.run_impls(impls, args.warmup, steps, args.rounds)
-        res = common.by_key(results)
+        results = harness.run_impls(impls, args.warmup, steps, args.rounds)
+        res = harness.by_key(results)
         target = TARGET_CNN if name == "CNN" and info["platform"] == "cpu" else None
-        lines += [f"## {name}: {title}", ""] + common.table(common.RESULT_HEADERS, common.result_rows(results))
+        lines += [f"## {name}: {title}", ""] + harness.table(harness.RESULT_HEADERS, harness.result_rows(results))
         lines += [""] + check(name, res, target) + [""]
         out_json[name] = summary(results)
-        print("\n".join(common.short_table(results, ["median (ms)", "× A (median)", "loss@1", "loss@end",
+        print("\n".join(harness.short_table(results, ["median (ms)", "× A (median)", "loss@1", "loss@end",
                                                      "traces / compiles in timed steps"])))
         print("\n".join(check(name, res, target)), flush=True)
 
     config = (f"warm-up {args.warmup} steps, timed steps {args.steps or 'seed-MLP 100, CNN 30'} in "
               f"{args.rounds} interleaved rounds; seed {args.seed}"
               + ("; QUICK (smoke run, numbers meaningless)" if args.quick else ""))
-    doc = common.header("singax eager-step benchmark", info, config) + [
+    doc = harness.header("singax eager-step benchmark", info, config) + [
         "Columns: see bench/README.md. traces / compiles = JAX traces and XLA compilations "
         "while that row's timed steps ran (jax.monitoring events); singax eager must show 0 / 0.", ""] + lines
     text = "\n".join(doc) + "\n"
-    common.write_report(args, info, text, out_json, "eager")
+    harness.write_report(args, info, text, out_json, "eager")
     return 0
 
 

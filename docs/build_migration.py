@@ -30,8 +30,8 @@ reproduce, area by area. The most visible ones:
   silently reuses old shapes); Python in `train_one_batch` runs only while tracing.
 - Optimizer slots are keyed by parameter identity (SINGA: by name, so two
   standalone layers' `W` share a buffer); checkpoints also store optimizer state.
-- Where singa-api.md marks a SINGA **BUG**, singax implements the intended
-  behaviour; each such place says `SINGA:` in its docstring.
+- Where SINGA has a bug, singax implements the intended behaviour; each such
+  place says `SINGA:` in its docstring.
 
 """
 

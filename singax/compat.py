@@ -2,8 +2,10 @@
 
 After `install_as_singa()`, `import singa`, `from singa import tensor`,
 `import singa.autograd as autograd` and `from singa.tensor import Tensor` all give
-singax's own module objects. Besides singax's modules, `singa` gets two small
-stand-in: `singa.singa_wrap` (the build flags and dtype codes scripts read).
+singax's own module objects, `singa.singa_wrap` included (singax.singa_wrap, the
+stand-in for SINGA's compiled module). Installing also gives jax arrays SINGA's
+read-only raw-tensor queries (`GetFloatValue(n)`, `Size()`...), which SINGA code
+calls on `Tensor.data`.
 """
 from __future__ import annotations
 
@@ -11,10 +13,8 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import os
 import sys
 import types
-
 
 from .snapshot import Snapshot  # noqa: E402,F401  (kept importable from here)
 
@@ -23,44 +23,10 @@ __all__ = ["install_as_singa", "Snapshot", "SUBMODULES"]
 ALIAS = "singa"
 # singax modules importable as `singa.<name>`; others (sonnx, ...) resolve lazily on import
 SUBMODULES = ("tensor", "autograd", "layer", "model", "opt", "device", "initializer", "utils", "data",
-              "snapshot", "image_tool")
+              "snapshot", "image_tool", "singa_wrap")
 MSG_OTHER_SINGA = ("install_as_singa: a different module named 'singa' is already imported "
                    "(from {where}); call install_as_singa() (or use `singax run`) before anything "
                    "imports SINGA")
-
-
-# --- singa.singa_wrap --------------------------------------------------------
-
-class NcclIdHolder:
-    """Placeholder for SINGA's NCCL id (multi-process data parallelism shares one).
-
-    singax runs data parallelism through JAX; the object only carries a random id
-    so that scripts which create and pass it around keep working.
-    """
-
-    def __init__(self):
-        self.id = os.urandom(16)
-
-    def __repr__(self) -> str:
-        return f"NcclIdHolder({self.id.hex()})"
-
-
-def _make_singa_wrap() -> types.ModuleType:
-    import jax
-    wrap = types.ModuleType(f"{ALIAS}.singa_wrap", "Stand-in for SINGA's SWIG module (flags and codes).")
-    try:
-        has_gpu = bool(jax.devices("gpu"))
-    except RuntimeError:
-        has_gpu = False
-    wrap.USE_CUDA = has_gpu
-    wrap.USE_CUDNN = has_gpu
-    wrap.USE_DIST = False
-    wrap.USE_PYTHON3 = True
-    wrap.USE_OPENCL = False
-    wrap.USE_DNNL = False
-    wrap.kFloat32, wrap.kFloat16, wrap.kInt, wrap.kChar, wrap.kDouble, wrap.kUChar = 0, 1, 2, 3, 4, 5
-    wrap.NcclIdHolder = NcclIdHolder
-    return wrap
 
 
 # --- the alias -------------------------------------------------------------------
@@ -85,7 +51,7 @@ class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def _facade() -> types.ModuleType:
-    import singax
+    singax = importlib.import_module("singax")  # by name, like the submodules below: the package imports this module
     facade = types.ModuleType(ALIAS, "singax registered under SINGA's name (see singax.compat).")
     facade.__path__ = []  # a package, so `import singa.x` goes through the finder
     facade.__spec__ = importlib.machinery.ModuleSpec(ALIAS, None, is_package=True)
@@ -117,12 +83,10 @@ def install_as_singa() -> types.ModuleType:
     if current is not None:
         raise RuntimeError(MSG_OTHER_SINGA.format(where=getattr(current, "__file__", None) or "unknown"))
     facade = _facade()
-    extras = {"singa_wrap": _make_singa_wrap()}
+    from ._ctensor import attach_to_jax_arrays
+    attach_to_jax_arrays()
     for name in SUBMODULES:
         module = importlib.import_module(f"singax.{name}")
-        setattr(facade, name, module)
-        sys.modules[f"{ALIAS}.{name}"] = module
-    for name, module in extras.items():
         setattr(facade, name, module)
         sys.modules[f"{ALIAS}.{name}"] = module
     if not any(isinstance(f, _AliasFinder) for f in sys.meta_path):

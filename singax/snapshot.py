@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -119,8 +120,14 @@ class Snapshot:
 
     Args:
       f: path prefix.
-      mode: True to write (truncates `<f>.bin`), False to read.
+      mode: True to write, False to read.
       buffer_size: kept for SINGA compatibility (MB); records are written at once.
+
+    A writer fills temporary files next to `<f>.bin` and `<f>.desc` and moves them into
+    place on `close()` (also called on `with` exit and when the writer is collected), so
+    an existing snapshot stays whole until the new one is complete.
+    SINGA: opening for writing truncates `<f>.bin` at once; reading a file with a
+    repeated name keeps the last record, singax refuses the file.
     """
 
     def __init__(self, f: str, mode: bool, buffer_size: int = 10):
@@ -128,9 +135,14 @@ class Snapshot:
         self.mode = bool(mode)
         self.buffer_size = buffer_size
         self._names: set = set()
+        self._tmp: dict[str, str] = {}
         if self.mode:
-            with open(self.prefix + ".bin", "wb"), open(self.prefix + ".desc", "w") as desc:
-                from . import __version__
+            folder = os.path.dirname(os.path.abspath(self.prefix))
+            for ext in (".bin", ".desc"):
+                fd, self._tmp[ext] = tempfile.mkstemp(prefix=".singax-snapshot-", suffix=ext, dir=folder)
+                os.close(fd)
+            with open(self._tmp[".desc"], "w") as desc:
+                from ._version import __version__
                 desc.write(f"singax {__version__} snapshot (SINGA record format)\n")
         else:
             path = self.prefix + ".bin"
@@ -144,6 +156,8 @@ class Snapshot:
         """Append one named Tensor."""
         if not self.mode:
             raise ValueError("Snapshot.write: this snapshot was opened for reading (mode=False)")
+        if not self._tmp:
+            raise ValueError(f"Snapshot.write: {self.prefix}.bin is already closed")
         if param_name in self._names:
             raise ValueError(f"Snapshot.write: duplicate parameter name {param_name!r}")
         from .tensor import to_numpy
@@ -152,33 +166,84 @@ class Snapshot:
         key, value = param_name.encode(), _encode_tensor(array, code)
         record = (b"sg\x01\x00" + struct.pack("=Q", len(key)) + key
                   + struct.pack("=Q", len(value)) + value)
-        with open(self.prefix + ".bin", "ab") as f:
+        with open(self._tmp[".bin"], "ab") as f:
             f.write(record)
-        with open(self.prefix + ".desc", "a") as desc:
+        with open(self._tmp[".desc"], "a") as desc:
             desc.write(f"{param_name}: dtype {code}, shape {tuple(array.shape)}\n")
         self._names.add(param_name)
 
+    def close(self) -> None:
+        """Move the written records into `<f>.bin` and `<f>.desc` (a no-op for readers)."""
+        tmp, self._tmp = self._tmp, {}
+        umask = os.umask(0)
+        os.umask(umask)
+        for ext, path in tmp.items():
+            os.chmod(path, 0o666 & ~umask)
+            os.replace(path, self.prefix + ext)
+
+    def __enter__(self) -> "Snapshot":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._discard()
+
+    def __del__(self) -> None:
+        if getattr(self, "_tmp", None):
+            self.close()
+
+    def _discard(self) -> None:
+        tmp, self._tmp = self._tmp, {}
+        for path in tmp.values():
+            if os.path.exists(path):
+                os.remove(path)
+
     def read(self) -> dict:
-        """All records as `{name: Tensor}` on the host device."""
+        """All records as `{name: Tensor}` on the host device.
+
+        A truncated or corrupt file, or one that repeats a name, raises ValueError naming it.
+        """
         if self.mode:
             raise ValueError("Snapshot.read: this snapshot was opened for writing (mode=True)")
         from .tensor import Tensor
         with open(self._path, "rb") as f:
             buf = f.read()
-        out, pos = {}, 0
+        arrays, pos = {}, 0
         while pos < len(buf):
-            if buf[pos:pos + 2] != b"sg":
-                raise ValueError(f"Snapshot.read: {self._path} is corrupt at byte {pos} (no 'sg' magic)")
-            has_key = buf[pos + 2]
-            pos += 4
-            key = b""
-            if has_key:
-                (n,) = struct.unpack_from("=Q", buf, pos)
-                key, pos = buf[pos + 8:pos + 8 + n], pos + 8 + n
-            (n,) = struct.unpack_from("=Q", buf, pos)
-            value, pos = buf[pos + 8:pos + 8 + n], pos + 8 + n
-            array, code = _decode_tensor(value)
-            out[key.decode()] = Tensor(data=array, dtype=code, requires_grad=False)
-        return out
+            start = pos
+            try:
+                key, value, pos = _read_record(buf, pos)
+                name = key.decode()
+                array, code = _decode_tensor(value)
+            except (struct.error, IndexError, UnicodeDecodeError, ValueError, TypeError) as err:
+                raise ValueError(f"Snapshot.read: {self._path} is truncated or corrupt in the record at "
+                                 f"byte {start} ({err})") from None
+            if name in arrays:
+                raise ValueError(f"Snapshot.read: {self._path} holds two records named {name!r}")
+            arrays[name] = (array, code)
+        return {name: Tensor(data=a, dtype=code, requires_grad=False) for name, (a, code) in arrays.items()}
 
 
+def _read_record(buf: bytes, pos: int) -> tuple[bytes, bytes, int]:
+    """One record at `pos`: (key, value, position after it)."""
+    if buf[pos:pos + 2] != b"sg":
+        raise ValueError("no 'sg' magic")
+    if pos + 4 > len(buf):
+        raise ValueError("the record header is cut off")
+    has_key = buf[pos + 2]
+    pos += 4
+    key = b""
+    if has_key:
+        key, pos = _sized(buf, pos, "key")
+    value, pos = _sized(buf, pos, "value")
+    return key, value, pos
+
+
+def _sized(buf: bytes, pos: int, what: str) -> tuple[bytes, int]:
+    (n,) = struct.unpack_from("=Q", buf, pos)
+    end = pos + 8 + n
+    if end > len(buf):
+        raise ValueError(f"the {what} needs {n} bytes, {len(buf) - pos - 8} are left")
+    return buf[pos + 8:end], end

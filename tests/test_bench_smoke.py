@@ -13,7 +13,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 sys.path.insert(0, BENCH)
-import common  # noqa: E402
+import workloads  # noqa: E402
 
 RTOL = 1e-5   # step 1 is a forward pass from identical float32 parameters
 
@@ -34,12 +34,12 @@ def _assert_agree(rows: dict, keys: list):
         assert rows[k]["loss1"] == pytest.approx(a, rel=RTOL), (k, rows[k]["loss1"], a)
 
 
-@pytest.mark.skipif(common.singax_missing("W1") is not None,
-                    reason=f"singax pieces for W1 missing: {common.singax_missing('W1')}")
+@pytest.mark.skipif(workloads.singax_missing("W1") is not None,
+                    reason=f"singax pieces for W1 missing: {workloads.singax_missing('W1')}")
 def test_compile_bench_w1_quick(tmp_path):
     rows = _run("compile.py", ["--workloads", "W1"], tmp_path)["W1"]
-    assert set(rows) == {"A", "graph", "eager", "kstep"}
-    _assert_agree(rows, ["graph", "eager", "kstep"])
+    assert set(rows) - {"torch"} == {"A", "graph", "eager", "kstep"}
+    _assert_agree(rows, ["graph", "eager", "kstep"] + (["torch"] if "torch" in rows else []))
     # every implementation ran the same number of steps, so the final losses compare too
     assert len({r["steps_run"] for r in rows.values()}) == 1
     for k in ("graph", "eager", "kstep"):
@@ -49,13 +49,13 @@ def test_compile_bench_w1_quick(tmp_path):
     assert all(r["median_ms"] > 0 for r in rows.values())
 
 
-@pytest.mark.skipif(common.singax_missing("W2") is not None,
-                    reason=f"singax pieces for the CNN missing: {common.singax_missing('W2')}")
+@pytest.mark.skipif(workloads.singax_missing("W2") is not None,
+                    reason=f"singax pieces for the CNN missing: {workloads.singax_missing('W2')}")
 def test_eager_bench_quick(tmp_path):
     result = _run("eager.py", [], tmp_path)
     for name in ("seed-MLP", "CNN"):
         rows = result[name]
-        assert set(rows) == {"A", "B", "eager"}
+        assert set(rows) - {"torch"} == {"A", "B", "eager"}
         _assert_agree(rows, ["B", "eager"])
         # after warm-up the eager step must not trace or compile anything
         assert rows["eager"]["traces"] == 0, name

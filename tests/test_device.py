@@ -108,3 +108,32 @@ def test_sync_and_recorded_settings(capsys):
     assert "jax.profiler" in capsys.readouterr().out
     device.enable_lazy_alloc(True)
     assert "Device(id=-1" in repr(dev)
+
+
+def test_default_device_is_host_cpu_and_can_be_chosen(monkeypatch):
+    monkeypatch.setattr(device, "_default", [])
+    assert device.get_default_device() is device.create_cpu_device()
+    assert device.get_default_device().id() == -1
+    best = device.get_devices()[0]
+    assert device.set_default_device(best) is best
+    t = tensor.Tensor((2, 3))
+    assert t.device is best
+    t.to_host()
+    assert t.device is device.create_cpu_device()
+    device.set_default_device(None)
+    assert device.get_default_device() is device.create_cpu_device()
+
+
+def test_default_device_from_environment(monkeypatch):
+    monkeypatch.setattr(device, "_default", [])
+    monkeypatch.setenv("SINGAX_DEFAULT_DEVICE", "CPU")
+    assert device.get_default_device() is device.create_cpu_device()
+    monkeypatch.setattr(device, "_default", [])
+    monkeypatch.setenv("SINGAX_DEFAULT_DEVICE", "fpga:0")
+    with pytest.raises(ValueError, match="SINGAX_DEFAULT_DEVICE: unknown device 'fpga:0'"):
+        device.get_default_device()
+    with pytest.raises(ValueError, match="set_default_device: unknown device 'gpu:x'"):
+        device.set_default_device("gpu:x")
+    with pytest.raises(TypeError, match="set_default_device: expected a singax Device"):
+        device.set_default_device(3)
+    monkeypatch.setattr(device, "_default", [])

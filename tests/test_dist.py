@@ -111,7 +111,7 @@ with pytest.raises(TypeError, match="optimizer"):
     DistOpt(object())
 with pytest.raises(ValueError, match="world_size"):
     DistOpt(opt.SGD(0.1), world_size=3)
-from singax.dist import shard_batch, use_mesh
+from singax._mesh import shard_batch, use_mesh
 mesh = use_mesh()
 with pytest.raises(ValueError, match="does not divide"):
     shard_batch(np.ones((6, 2), np.float32), mesh)

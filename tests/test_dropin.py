@@ -96,6 +96,7 @@ def test_snapshot_roundtrip(tmp_path, alias):
         writer.write(name, tensor.Tensor(data=v, dtype=v.dtype))
     with pytest.raises(ValueError, match="duplicate"):
         writer.write("steps", tensor.Tensor(data=values["steps"], dtype=np.int32))
+    writer.close()
     raw = open(prefix + ".bin", "rb").read()
     assert raw[:4] == b"sg\x01\x00"
     (key_len,) = struct.unpack_from("=Q", raw, 4)
@@ -156,6 +157,17 @@ def test_cli_missing_script(tmp_path, capsys):
     assert cli.main(["run", str(tmp_path / "missing.py")]) == 2
     err = capsys.readouterr().err
     assert "can't open file" in err and "missing.py" in err
+
+
+def test_cli_explains_numpy_scalar_conversion_failures(tmp_path, capsys):
+    script = tmp_path / "loss_print.py"
+    script.write_text("import numpy as np\nprint('loss %f' % np.zeros([1]))\n")
+    if np.lib.NumpyVersion(np.__version__) < "2.4.0":
+        pytest.skip("numpy < 2.4 still converts 1-element arrays")
+    assert cli.main(["run", str(script)]) == 1
+    err = capsys.readouterr().err
+    assert "only 0-dimensional arrays" in err
+    assert err.strip().splitlines()[-1] == cli.NUMPY_SCALAR_HINT
 
 
 def test_cli_runs_script_like_python(tmp_path):

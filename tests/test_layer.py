@@ -1,21 +1,14 @@
 """singax.layer: names, lazy initialisation, shapes, numerics, gradients, modes, errors."""
 from collections import OrderedDict
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from singax import autograd, device, layer, tensor
 from singax.tensor import Tensor, to_numpy
+from _helpers import T, assert_grads_match_fd
 
 RNG = np.random.default_rng(0)
-
-
-def T(a, dtype=None, **kw) -> Tensor:
-    a = np.asarray(a)
-    if dtype is None:
-        dtype = {np.dtype("float64"): tensor.float64, np.dtype("int32"): tensor.int32}.get(a.dtype, tensor.float32)
-    return Tensor(data=a, dtype=dtype, **kw)
 
 
 def rand(*shape, dtype=np.float32):
@@ -28,28 +21,6 @@ def npy(t):
 
 def names(layer_):
     return sorted(layer_.get_params())
-
-
-def fd_check(loss_fn, tensors, n=4, eps=1e-6, rtol=1e-5, atol=1e-8):
-    """Gradients from autograd.backward vs central differences on a few entries of each tensor."""
-    autograd.training = True
-    grads = {id(p): np.asarray(g.data) for p, g in autograd.backward(loss_fn())}
-    rng = np.random.default_rng(1)
-    for t in tensors:
-        assert id(t) in grads, f"no gradient yielded for {t.name}"
-        g, base = grads[id(t)], np.asarray(t.data)
-        assert g.shape == base.shape
-        for flat in rng.choice(base.size, min(n, base.size), replace=False):
-            idx = np.unravel_index(flat, base.shape)
-            vals = []
-            for step in (eps, -eps):
-                pert = base.copy()
-                pert[idx] += step
-                t.data = jnp.asarray(pert)
-                vals.append(float(np.asarray(loss_fn().data).reshape(-1)[0]))
-            t.data = jnp.asarray(base)
-            np.testing.assert_allclose(g[idx], (vals[0] - vals[1]) / (2 * eps), rtol=rtol, atol=atol,
-                                       err_msg=f"{t.name}{idx}")
 
 
 def mse_to(target):
@@ -646,6 +617,22 @@ def test_wrong_features_after_init_leave_params_unchanged():
         w(T(rand(1, 4)))
 
 
+def test_rnn_states_broadcast_against_the_step_batch():
+    lstm = layer.LSTM(3, 4)
+    h0, c0 = T(rand(16, 4)), T(rand(16, 4))
+    x1 = rand(1, 3)
+    _, h, c = lstm([T(x1)], (h0, c0))
+    _, h_tiled, c_tiled = lstm([T(np.repeat(x1, 16, axis=0))], (h0, c0))
+    assert h.shape == (16, 4) and c.shape == (16, 4)
+    np.testing.assert_allclose(tensor.to_numpy(h), tensor.to_numpy(h_tiled), rtol=1e-6)
+    np.testing.assert_allclose(tensor.to_numpy(c), tensor.to_numpy(c_tiled), rtol=1e-6)
+    rnn = layer.RNN(3, 4)
+    xs = rand(5, 3)
+    _, h = rnn([T(xs)], T(np.zeros((1, 4), np.float32)))
+    _, h_full = rnn([T(xs)], T(np.zeros((5, 4), np.float32)))
+    np.testing.assert_allclose(tensor.to_numpy(h), tensor.to_numpy(h_full), rtol=1e-6)
+
+
 def test_rnn_input_errors():
     rnn = layer.RNN(3, 4)
     h0 = T(np.zeros((2, 4), np.float32))
@@ -654,7 +641,8 @@ def test_rnn_input_errors():
     assert not rnn._initialized
     with pytest.raises(ValueError, match=r"expected step 1 of shape \(2, 3\), got \(2, 1, 3\)"):
         rnn([T(rand(2, 3)), T(rand(2, 1, 3))], h0)
-    with pytest.raises(ValueError, match=r"expected h0 of shape \(2, 4\), got \(2, 5\)"):
+    with pytest.raises(ValueError, match=r"expected h0 of shape \(2, 4\) or one that broadcasts with it, "
+                                         r"got \(2, 5\)"):
         rnn([T(rand(2, 3))], T(np.zeros((2, 5), np.float32)))
     lstm = layer.LSTM(3, 4)
     with pytest.raises(ValueError, match=r"LSTM: expected the initial states as a pair"):
@@ -671,24 +659,24 @@ def test_rnn_input_errors():
 
 # --------------------------------------------------------------------------- gradients (float64)
 def test_grad_linear_gemm_embedding(x64):
-    x = T(rand(3, 4, dtype=np.float64), stores_grad=True)
+    x = T(rand(3, 4, dtype=np.float64), grad=True)
     lin = layer.Linear(2)
     target = rand(3, 2, dtype=np.float64)
-    fd_check(lambda: autograd.mse_loss(lin(x), target), [x])
-    fd_check(lambda: autograd.mse_loss(lin(x), target), [lin.W, lin.b])
+    assert_grads_match_fd(lambda: autograd.mse_loss(lin(x), target), [x])
+    assert_grads_match_fd(lambda: autograd.mse_loss(lin(x), target), [lin.W, lin.b])
     g = layer.Gemm(2, alpha=1.5, beta=0.5)
     g(x)
-    fd_check(lambda: autograd.mse_loss(g(x), target), [x, g.W, g.b])
+    assert_grads_match_fd(lambda: autograd.mse_loss(g(x), target), [x, g.W, g.b])
     emb = layer.Embedding(5, 2)
     idx = T(np.array([[0, 3], [3, 4]], np.int32))
     t2 = rand(2, 2, 2, dtype=np.float64)
     emb(idx)
     emb.W.to_type(tensor.float64)      # float32 by default: indices carry no float dtype
-    fd_check(lambda: autograd.mse_loss(emb(idx), t2), [emb.W])
+    assert_grads_match_fd(lambda: autograd.mse_loss(emb(idx), t2), [emb.W])
 
 
 def test_grad_conv_pool_bn(x64):
-    x = T(rand(2, 2, 4, 4, dtype=np.float64), stores_grad=True)
+    x = T(rand(2, 2, 4, 4, dtype=np.float64), grad=True)
     conv = layer.Conv2d(3, 3, stride=1, padding=(1, 0, 1, 1))
     pool = layer.MaxPool2d(2, 1)
     bn = layer.BatchNorm2d()
@@ -698,30 +686,30 @@ def test_grad_conv_pool_bn(x64):
     target = np.zeros((2, 3, 2, 3))
     loss()
     autograd.training = True
-    fd_check(loss, [x, conv.W, conv.b, bn.scale, bn.bias])
+    assert_grads_match_fd(loss, [x, conv.W, conv.b, bn.scale, bn.bias])
     avg = layer.AvgPool2d(3, 1, padding=1)
-    fd_check(lambda: autograd.mse_loss(avg(x), np.ones((2, 2, 4, 4))), [x])
+    assert_grads_match_fd(lambda: autograd.mse_loss(avg(x), np.ones((2, 2, 4, 4))), [x])
 
 
 def test_grad_rnn_lstm_cudnn(x64):
-    xs = [T(rand(2, 3, dtype=np.float64), stores_grad=True) for _ in range(3)]
-    h0 = T(rand(2, 4, dtype=np.float64), stores_grad=True)
+    xs = [T(rand(2, 3, dtype=np.float64), grad=True) for _ in range(3)]
+    h0 = T(rand(2, 4, dtype=np.float64), grad=True)
     c0 = T(rand(2, 4, dtype=np.float64))
     target = rand(6, 4, dtype=np.float64)
     rnn = layer.RNN(3, 4)
     rnn(xs, h0)
     rnn.set_params({k: rand(*v.shape, dtype=np.float64) * 0.4 for k, v in rnn.get_params().items()})
-    fd_check(lambda: autograd.mse_loss(autograd.cat(rnn(xs, h0)[0], 0), target),
+    assert_grads_match_fd(lambda: autograd.mse_loss(autograd.cat(rnn(xs, h0)[0], 0), target),
              [rnn.Wx, rnn.Wh, rnn.b, xs[0], h0])
     lstm = layer.LSTM(3, 4)
     lstm(xs, (h0, c0))
     lstm.set_params({k: rand(*v.shape, dtype=np.float64) * 0.4 for k, v in lstm.get_params().items()})
-    fd_check(lambda: autograd.mse_loss(autograd.cat(lstm(xs, (h0, c0))[0], 0), target),
+    assert_grads_match_fd(lambda: autograd.mse_loss(autograd.cat(lstm(xs, (h0, c0))[0], 0), target),
              [lstm.Wx_f, lstm.Wh_g, lstm.Bx_i, lstm.Bh_o, xs[1]])
     cud = layer.CudnnRNN(3, rnn_mode="gru", return_sequences=False)
-    xb = T(rand(2, 3, 2, dtype=np.float64), stores_grad=True)
+    xb = T(rand(2, 3, 2, dtype=np.float64), grad=True)
     cud(xb)
-    fd_check(lambda: autograd.mse_loss(cud(xb), np.ones((2, 3))), [cud.W, xb])
+    assert_grads_match_fd(lambda: autograd.mse_loss(cud(xb), np.ones((2, 3))), [cud.W, xb])
 
 
 # --------------------------------------------------------------------------- the seed CNN

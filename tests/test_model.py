@@ -329,3 +329,49 @@ def test_truncated_or_foreign_files_give_clear_errors(tmp_path):
         net.load_states(foreign)
     with pytest.raises(FileNotFoundError):
         net.load_states(str(tmp_path / "missing.zip"))
+
+
+def test_graph_model_samples_one_sequence_from_states_kept_at_the_training_batch():
+    from singax import autograd as ag
+    from singax.tensor import Tensor
+
+    class Stateful(model.Model):
+        def __init__(self):
+            super().__init__()
+            self.lstm = layer.LSTM(3, 5)
+            self.head = layer.Linear(3)
+            self.optimizer = opt.SGD(0.1)
+
+        def initialize(self, xs, *rest):
+            n = xs[0].shape[0]
+            self.h, self.c = Tensor((n, 5)), Tensor((n, 5))
+
+        def forward(self, xs, *rest):
+            _, h, c = self.lstm(xs, (self.h, self.c))
+            self.h.copy_data(h)
+            self.c.copy_data(c)
+            return self.head(h)
+
+        def train_one_batch(self, xs, y):
+            out = self.forward(xs)
+            loss = ag.softmax_cross_entropy(out, y)
+            self.optimizer(loss)
+            return out, loss
+
+    rng = np.random.default_rng(1)
+    m = Stateful()
+    m.graph(True, False)
+    m.train()
+    for _ in range(2):
+        xs = [Tensor(data=rng.standard_normal((4, 3)).astype(np.float32)) for _ in range(2)]
+        m(xs, Tensor(data=np.array([0, 1, 2, 1], np.int32)))
+    m.eval()
+    x1 = rng.standard_normal((1, 3)).astype(np.float32)
+    m.h.set_value(0.0)
+    m.c.set_value(0.0)
+    one = tensor.to_numpy(m([Tensor(data=x1)]))
+    m.h.set_value(0.0)
+    m.c.set_value(0.0)
+    tiled = tensor.to_numpy(m([Tensor(data=np.repeat(x1, 4, axis=0))]))
+    assert one.shape == (4, 3)
+    np.testing.assert_allclose(one, tiled, rtol=1e-5, atol=1e-6)

@@ -8,17 +8,7 @@ import pytest
 
 from singax import autograd, tensor
 from singax.autograd import binary
-from singax.tensor import Tensor
-
-
-def T(a, dtype=np.float32, **kw):
-    a = np.asarray(a, dtype)
-    return Tensor(data=a, dtype=a.dtype, **kw)
-
-
-def P(a):
-    """A parameter: stores its gradient."""
-    return T(a, requires_grad=True, stores_grad=True)
+from _helpers import P, T
 
 
 def grads(loss, dy=None):

@@ -1,4 +1,4 @@
-"""Neural-network operators and losses (singa-api 2.9, 2.10) against numpy loops,
+"""Neural-network operators and losses against numpy loops,
 finite differences and SINGA's formulas. The op table (tests/test_ops.py) covers
 the rows again with its own samples."""
 import jax
@@ -9,12 +9,9 @@ import pytest
 from singax import autograd, device, tensor
 from singax._compile import GraphFunction
 from singax.autograd import nn as nn_mod
+from singax.autograd import rnn as rnn_mod
 from singax.tensor import Tensor
-
-
-def T(a, grad=True, dtype=None):
-    a = np.asarray(a)
-    return Tensor(data=a, dtype=dtype if dtype is not None else a.dtype, stores_grad=grad)
+from _helpers import P, T, assert_grads_match_fd
 
 
 def grads_of(y, dy, *xs):
@@ -24,17 +21,10 @@ def grads_of(y, dy, *xs):
     return [got.get(id(x)) for x in xs]
 
 
-def fd_check(f, arrays, dy, grads, eps=1e-6, tol=1e-6, skip=()):
-    """Directional central differences of <f(*arrays), dy> against the given gradients."""
-    rng = np.random.default_rng(7)
-    for i, (a, g) in enumerate(zip(arrays, grads)):
-        if i in skip:
-            continue
-        v = rng.standard_normal(a.shape)
-        args = lambda d: [b + d * v if j == i else b for j, b in enumerate(arrays)]  # noqa: E731
-        fd = np.sum(dy * (f(*args(eps)) - f(*args(-eps)))) / (2 * eps)
-        an = np.sum(g * v)
-        assert abs(fd - an) <= tol * max(1.0, abs(fd)), f"input {i}: finite diff {fd} vs tape {an}"
+def weighted(forward, dy):
+    """The loss <forward(), dy> as a closure for `assert_grads_match_fd`."""
+    w = Tensor(data=np.asarray(dy), requires_grad=False)
+    return lambda: autograd.mul(forward(), w)
 
 
 # ----------------------------------------------------------------------------- numpy loops
@@ -126,8 +116,8 @@ def _conv_inputs(case, dtype=np.float32):
 def test_conv2d_matches_numpy_loops(case):
     h, x, W, b = _conv_inputs(case)
     _, _, _, s, p, odd, g, dil, _ = case
-    y = autograd.conv2d(h, T(x, dtype=np.float32), T(W, dtype=np.float32),
-                        None if b is None else T(b, dtype=np.float32), odd)
+    y = autograd.conv2d(h, P(x, np.float32), P(W, np.float32),
+                        None if b is None else P(b, np.float32), odd)
     np.testing.assert_allclose(np.asarray(y.data), np_conv(x, W, b, s, p, odd, g, dil), rtol=1e-4, atol=1e-4)
 
 
@@ -137,19 +127,19 @@ def test_conv2d_gradients_match_finite_differences(case, x64):
     h, x, W, b = _conv_inputs(case)
     _, _, _, s, p, odd, g, dil, _ = case
     xs = [x, W] + ([b] if b is not None else [])
-    ts = [T(a) for a in xs]
+    ts = [P(a) for a in xs]
     y = autograd.conv2d(h, *ts[:2], ts[2] if b is not None else None, odd)
     dy = np.random.default_rng(3).standard_normal(y.shape)
     got = grads_of(y, dy, *ts)
     assert all(gr is not None and gr.shape == a.shape for gr, a in zip(got, xs))
-    f = lambda x, W, b=None: np_conv(x, W, b, s, p, odd, g, dil)  # noqa: E731
-    fd_check(f, xs, dy, got)
+    conv = lambda: autograd.conv2d(h, *ts[:2], ts[2] if b is not None else None, odd)  # noqa: E731
+    assert_grads_match_fd(weighted(conv, dy), ts, tol=1e-6, max_elements=8)
 
 
 def test_conv2d_without_bias_returns_two_gradients():
     autograd.training = True
     h, x, W, _ = _conv_inputs(CONV_CASES[1])
-    y = autograd.conv2d(h, T(x, dtype=np.float32), T(W, dtype=np.float32))
+    y = autograd.conv2d(h, P(x, np.float32), P(W, np.float32))
     assert len(y.creator.backward(jnp.ones(y.shape))) == 2
 
 
@@ -167,7 +157,7 @@ def test_conv2d_wrong_channel_count_names_op_and_shapes():
 def test_conv2d_compiles_once_per_configuration():
     h, x, W, b = _conv_inputs(CONV_CASES[0])
     spec = autograd.OPS["conv2d"]
-    xt, Wt, bt = (T(a, dtype=np.float32) for a in (x, W, b))
+    xt, Wt, bt = (P(a, np.float32) for a in (x, W, b))
     autograd.conv2d(h, xt, Wt, bt)
     fwd = spec.compiled((h, (0, 0, 0, 0)))[0]
     n_keys, n_traces = len(spec._compiled), fwd._cache_size()
@@ -197,19 +187,19 @@ def test_pooling_2d_matches_numpy_loops(case):
     shape, k, s, p, is_max, odd = case
     x = _pool_x(shape)
     h = autograd.PoolingHandle(shape, k, s, p, is_max)
-    y = autograd.pooling_2d(h, T(x, dtype=np.float32), odd)
+    y = autograd.pooling_2d(h, P(x, np.float32), odd)
     np.testing.assert_allclose(np.asarray(y.data), np_pool(x, k, s, p, is_max, odd), rtol=1e-5, atol=1e-5)
 
 
 def test_average_pooling_excludes_padding_and_odd_padding_duplicates_border():
     x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
     h = autograd.PoolingHandle(x.shape, 2, 2, 1, is_max=False)
-    y = np.asarray(autograd.pooling_2d(h, T(x)).data)
+    y = np.asarray(autograd.pooling_2d(h, P(x)).data)
     assert y[0, 0, 0, 0] == 0.0              # the corner window holds one real element
     assert y[0, 0, 0, 1] == (1 + 2) / 2      # two real elements, padding not counted
     x = x[:, :, :3]
     h = autograd.PoolingHandle(x.shape, 2, 2, 0, is_max=False)
-    y = np.asarray(autograd.pooling_2d(h, T(x), (0, 1, 0, 0)).data)
+    y = np.asarray(autograd.pooling_2d(h, P(x), (0, 1, 0, 0)).data)
     np.testing.assert_array_equal(y[0, 0, 1], [8.5, 10.5])   # bottom row duplicated, not zeros
 
 
@@ -218,11 +208,12 @@ def test_pooling_2d_gradients_match_finite_differences(case, x64):
     autograd.training = True
     shape, k, s, p, is_max, odd = case
     x = _pool_x(shape)
-    xt = T(x)
+    xt = P(x)
     y = autograd.pooling_2d(autograd.PoolingHandle(shape, k, s, p, is_max), xt, odd)
     dy = np.random.default_rng(1).standard_normal(y.shape)
     (g,) = grads_of(y, dy, xt)
-    fd_check(lambda x: np_pool(x, k, s, p, is_max, odd), [x], dy, [g], eps=1e-4)
+    pool = lambda: autograd.pooling_2d(autograd.PoolingHandle(shape, k, s, p, is_max), xt, odd)  # noqa: E731
+    assert_grads_match_fd(weighted(pool, dy), [xt], eps=1e-4, tol=1e-6, max_elements=8)
     if is_max and not any(odd):  # max routes each dy to exactly one arg-max element
         assert np.isclose(g.sum(), dy.sum())
 
@@ -241,8 +232,8 @@ def _bn_setup(shape, momentum=0.9, dtype=np.float32):
     x = rng.standard_normal(shape) * 2 + 1
     scale, bias = rng.uniform(0.5, 1.5, shape[1]), rng.standard_normal(shape[1])
     rm0, rv0 = rng.standard_normal(shape[1]), rng.uniform(0.5, 2, shape[1])
-    ts = [T(a, dtype=dtype) for a in (x, scale, bias)]
-    rm, rv = T(rm0, False, dtype), T(rv0, False, dtype)
+    ts = [P(a, dtype) for a in (x, scale, bias)]
+    rm, rv = T(rm0, dtype), T(rv0, dtype)
     return (x, scale, bias, rm0, rv0), ts, rm, rv, autograd.BatchNormHandle(momentum, ts[0])
 
 
@@ -272,26 +263,26 @@ def test_batchnorm_eval_uses_running_stats_and_leaves_them():
 @pytest.mark.parametrize("shape", [(4, 2, 2, 3), (6, 3)])
 def test_batchnorm_gradients_match_finite_differences(shape, x64):
     autograd.training = True
-    (x, scale, bias, _, _), ts, rm, rv, h = _bn_setup(shape, dtype=np.float64)
+    _, ts, rm, rv, h = _bn_setup(shape, dtype=np.float64)
     y = autograd.batchnorm_2d(h, *ts, rm, rv)
     dy = np.random.default_rng(2).standard_normal(shape)
-    got = grads_of(y, dy, *ts)
     assert y.creator.running_mean is rm and len(y.creator.src) == 3
-    fd_check(lambda *a: np_bn(*a)[0], [x, scale, bias], dy, got)
+    assert_grads_match_fd(weighted(lambda: autograd.batchnorm_2d(h, *ts, rm, rv), dy), ts, tol=1e-6,
+                          max_elements=8)
 
 
 def test_batchnorm_shape_mismatch_is_a_clear_error():
     autograd.training = True
     _, ts, rm, rv, h = _bn_setup((2, 3, 2, 2))
     with pytest.raises(ValueError, match=r"batchnorm_2d: .*scale of shape \(C,\).*\(2, 3, 2, 2\).*\(4,\)"):
-        autograd.batchnorm_2d(h, ts[0], T(np.ones(4, np.float32)), ts[2], rm, rv)
+        autograd.batchnorm_2d(h, ts[0], P(np.ones(4, np.float32)), ts[2], rm, rv)
     np.testing.assert_allclose(np.asarray(rm.data), np.asarray(_bn_setup((2, 3, 2, 2))[2].data))
 
 
 # ----------------------------------------------------------------------------- dropout
 def test_dropout_eval_is_identity():
     autograd.training = False
-    x = T(np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32))
+    x = P(np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32))
     y = autograd.dropout(x, 0, 0.5)
     np.testing.assert_array_equal(np.asarray(y.data), np.asarray(x.data))
 
@@ -300,7 +291,7 @@ def test_dropout_training_scales_kept_units_and_is_unbiased():
     autograd.training = True
     ratio = 0.3
     x = np.random.default_rng(0).uniform(1, 2, (200, 100)).astype(np.float32)
-    y = np.asarray(autograd.dropout(T(x), 0, ratio).data)
+    y = np.asarray(autograd.dropout(P(x), 0, ratio).data)
     kept = y != 0
     np.testing.assert_allclose(y[kept], x[kept] / (1 - ratio), rtol=1e-6)
     assert abs(kept.mean() - (1 - ratio)) < 0.01
@@ -309,7 +300,7 @@ def test_dropout_training_scales_kept_units_and_is_unbiased():
 
 def test_dropout_backward_uses_the_same_mask():
     autograd.training = True
-    x = T(np.ones((6, 7), np.float32))
+    x = P(np.ones((6, 7), np.float32))
     y = autograd.dropout(x, 0, 0.25)
     dy = np.random.default_rng(1).standard_normal((6, 7)).astype(np.float32)
     (g,) = grads_of(y, dy, x)
@@ -319,7 +310,7 @@ def test_dropout_backward_uses_the_same_mask():
 def test_dropout_fresh_mask_each_call_and_reproducible_after_set_rand_seed():
     autograd.training = True
     dev = device.get_default_device()
-    x = T(np.ones((8, 16), np.float32))
+    x = P(np.ones((8, 16), np.float32))
     dev.SetRandSeed(42)
     a, b = (np.asarray(autograd.dropout(x).data) for _ in range(2))
     assert not np.array_equal(a, b)
@@ -334,7 +325,7 @@ def test_dropout_old_signature_takes_ratio_from_seed():
     op = autograd.Dropout(0.2)
     assert op.ratio == 0.2 and op.seed == 0
     autograd.training = True
-    y = np.asarray(autograd.dropout(T(np.ones((50, 50), np.float32)), 0.2).data)
+    y = np.asarray(autograd.dropout(P(np.ones((50, 50), np.float32)), 0.2).data)
     np.testing.assert_allclose(np.unique(y), [0.0, 1 / 0.8], rtol=1e-6)
     with pytest.raises(ValueError, match="Dropout: ratio"):
         autograd.Dropout(ratio=1.0)
@@ -345,7 +336,7 @@ def test_embedding_lookup_and_scatter_add_gradient():
     autograd.training = True
     w = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
     idx = np.array([[0, 2, 2], [4, 0, 2]], np.float32)   # float indices, as SINGA allows
-    xt, wt = T(idx), T(w)
+    xt, wt = P(idx), P(w)
     y = autograd.embedding(xt, wt)
     np.testing.assert_array_equal(np.asarray(y.data), w[idx.astype(int)])
     dy = np.random.default_rng(1).standard_normal((2, 3, 3)).astype(np.float32)
@@ -355,19 +346,19 @@ def test_embedding_lookup_and_scatter_add_gradient():
     np.testing.assert_allclose(gw, want, rtol=1e-6)
     assert gx is None
     with pytest.raises(ValueError, match=r"embedding: indices must be in \[0, 5\)"):
-        autograd.embedding(T(np.array([[5]], np.int32), False), wt)
+        autograd.embedding(T(np.array([[5]], np.int32)), wt)
 
 
 def test_cossim_matches_numpy_and_finite_differences(x64):
     autograd.training = True
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
-    at, bt = T(a), T(b)
+    at, bt = P(a), P(b)
     y = autograd.cossim(at, bt)
     f = lambda a, b: np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)  # noqa: E731
     np.testing.assert_allclose(np.asarray(y.data), f(a, b), rtol=1e-12)
     dy = rng.standard_normal(4)
-    fd_check(f, [a, b], dy, grads_of(y, dy, at, bt))
+    assert_grads_match_fd(weighted(lambda: autograd.cossim(at, bt), dy), [at, bt], tol=1e-6, max_elements=8)
 
 
 # ----------------------------------------------------------------------------- RNN
@@ -428,7 +419,7 @@ def _rnn_setup(mode, L, bidir, T_=4, B=3, F=3, H=2, bias=True, dtype=np.float32)
     D = 2 if bidir else 1
     arrays = [rng.standard_normal((T_, B, F)), rng.standard_normal((L * D, B, H)) * 0.5,
               rng.standard_normal((L * D, B, H)) * 0.5, rng.uniform(-0.7, 0.7, h.weights_size)]
-    return h, arrays, [T(a, dtype=dtype) for a in arrays]
+    return h, arrays, [P(a, dtype) for a in arrays]
 
 
 @pytest.mark.parametrize("mode,L,bidir", RNN_CASES)
@@ -463,18 +454,19 @@ def test_rnn_gradients_match_finite_differences(mode, L, bidir, x64):
     dy = np.random.default_rng(4).standard_normal(y.shape)
     assert len(y.creator.backward(jnp.asarray(dy))) == 4
     got = grads_of(y, dy, *ts)
-    skip = () if mode == "lstm" else (2,)   # cx feeds only LSTMs
-    fd_check(lambda *a: np_rnn_loop(*a, mode, 2, L, bidir), arrays, dy, got, skip=skip)
+    fed = ts if mode == "lstm" else ts[:2] + ts[3:]   # cx feeds only LSTMs
+    rnn = lambda: autograd._RNN(h, return_sequences=True)(*ts)[0]  # noqa: E731
+    assert_grads_match_fd(weighted(rnn, dy), fed, tol=1e-6, max_elements=8)
     if mode != "lstm":
         np.testing.assert_array_equal(got[2], 0)
 
 
 def test_rnn_uses_scan_and_rejects_wrong_weight_size():
     h, arrays, ts = _rnn_setup("lstm", 1, False)
-    jaxpr = jax.make_jaxpr(lambda *a: nn_mod._rnn_forward(*a, handle=h))(*[jnp.asarray(a) for a in arrays])
+    jaxpr = jax.make_jaxpr(lambda *a: rnn_mod._rnn_forward(*a, handle=h))(*[jnp.asarray(a) for a in arrays])
     assert "scan" in str(jaxpr)
     with pytest.raises(ValueError, match=rf"_RNN: expected flat W of shape \({h.weights_size},\)"):
-        autograd._RNN(h)(*ts[:3], T(np.zeros(5, np.float32)))
+        autograd._RNN(h)(*ts[:3], P(np.zeros(5, np.float32)))
 
 
 # ----------------------------------------------------------------------------- losses
@@ -514,27 +506,27 @@ def test_softmax_cross_entropy_forward_and_gradients(form, x64):
     rng = np.random.default_rng(0)
     x, t = rng.standard_normal((4, 5)) * 2, _targets(rng)[form]
     tt = Tensor(data=t, dtype=tensor.int32 if form != "dense" else tensor.float64)
-    xt = T(x)
+    xt = P(x)
     loss = autograd.softmax_cross_entropy(xt, tt)
     assert loss.shape == (1,)
     np.testing.assert_allclose(np.asarray(loss.data), [np_sce(x, t)], rtol=1e-10)
     (g,) = grads_of(loss, np.array([1.0]), xt)
     onehot = np.eye(5)[t.ravel()] if form != "dense" else t / t.sum(1, keepdims=True)
     np.testing.assert_allclose(g, (np_softmax(x) - onehot) / 4, rtol=1e-8, atol=1e-12)  # SINGA's formula
-    fd_check(lambda x: np_sce(x, t), [x], np.array(1.0), [g])
+    assert_grads_match_fd(lambda: autograd.softmax_cross_entropy(xt, tt), [xt], tol=1e-6, max_elements=8)
     assert len(loss.creator.src) == 1     # the target is not an op input
 
 
 def test_softmax_cross_entropy_clamps_at_flt_min_and_rejects_bad_labels():
-    x = T(np.array([[0.0, 200.0], [0.0, 0.0]], np.float32))
-    loss = autograd.softmax_cross_entropy(x, T(np.array([0, 1], np.int32), False))
+    x = P(np.array([[0.0, 200.0], [0.0, 0.0]], np.float32))
+    loss = autograd.softmax_cross_entropy(x, T(np.array([0, 1], np.int32)))
     want = (-np.log(np.finfo(np.float32).tiny) + np.log(2)) / 2
     np.testing.assert_allclose(np.asarray(loss.data), [want], rtol=1e-5)
     for bad in ([0, 2], [-1, 0]):
         with pytest.raises(ValueError, match=r"SoftMaxCrossEntropy: labels must be integers in \[0, 2\)"):
-            autograd.softmax_cross_entropy(x, T(np.array(bad, np.int32), False))
+            autograd.softmax_cross_entropy(x, T(np.array(bad, np.int32)))
     with pytest.raises(ValueError, match="SoftMaxCrossEntropy: expected 2 int labels or a dense target"):
-        autograd.softmax_cross_entropy(x, T(np.zeros((2, 3), np.float32), False))
+        autograd.softmax_cross_entropy(x, T(np.zeros((2, 3), np.float32)))
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
@@ -543,19 +535,19 @@ def test_losses_match_numpy_and_finite_differences(name, x64):
     fn, ref, xs, ts = LOSSES[name]
     rng = np.random.default_rng(0)
     x, t = xs(rng), ts(rng)
-    xt = T(x)
-    loss = fn(xt, T(t, False))
+    xt = P(x)
+    loss = fn(xt, T(t))
     assert loss.shape == (1,)
     np.testing.assert_allclose(np.asarray(loss.data), [ref(x, t)], rtol=1e-10)
     assert isinstance(loss.creator.t, jax.Array) and len(loss.creator.src) == 1
     (g,) = grads_of(loss, np.array([1.0]), xt)
-    fd_check(lambda x: ref(x, t), [x], np.array(1.0), [g])
+    assert_grads_match_fd(lambda: fn(xt, T(t)), [xt], tol=1e-6, max_elements=8)
 
 
 def test_binary_cross_entropy_gradient_is_exact_derivative_not_singas():
     autograd.training = True
     x, t = np.array([[0.3, 0.8]]), np.array([[1.0, 0.0]])
-    loss = autograd.binary_cross_entropy(T(x, dtype=np.float32), t)
+    loss = autograd.binary_cross_entropy(P(x, np.float32), t)
     dx = np.asarray(loss.creator.backward(1.0))
     exact = -(t / (x + 1e-4) - (1 - t) / (1.0001 - x))
     np.testing.assert_allclose(dx, exact, rtol=1e-5)
@@ -564,7 +556,7 @@ def test_binary_cross_entropy_gradient_is_exact_derivative_not_singas():
 def test_ranking_loss_and_gradients():
     autograd.training = True
     pos, neg = np.array([0.9, 0.1, 0.5, 0.3]), np.array([0.2, 0.4, 0.45, 0.0])
-    pt, nt = T(pos, dtype=np.float32), T(neg, dtype=np.float32)
+    pt, nt = P(pos, np.float32), P(neg, np.float32)
     loss = autograd.ranking_loss(pt, nt, 0.2)
     active = (0.2 - pos + neg) > 0
     np.testing.assert_allclose(np.asarray(loss.data), [np.sum((0.2 - pos + neg)[active]) / 4], rtol=1e-6)
@@ -581,15 +573,28 @@ def test_ranking_loss_and_gradients():
 ])
 def test_loss_gradients_scale_with_dy(make):
     autograd.training = True
-    x = T(np.random.default_rng(0).standard_normal((3, 3)).astype(np.float32) * 0.1)
+    x = P(np.random.default_rng(0).standard_normal((3, 3)).astype(np.float32) * 0.1)
     (g1,) = grads_of(make(x), np.array([1.0], np.float32), x)
     (g3,) = grads_of(make(x), np.array([3.0], np.float32), x)
     np.testing.assert_allclose(g3, 3 * g1, rtol=1e-6)
 
 
 def test_loss_target_shape_mismatch_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"MeanSquareError: expected target of shape \(2, 3\), got \(3, 2\)"):
-        autograd.mse_loss(T(np.zeros((2, 3), np.float32)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"MeanSquareError: expected target of shape \(2, 3\) or one that "
+                                         r"broadcasts to it, got \(3, 2\)"):
+        autograd.mse_loss(P(np.zeros((2, 3), np.float32)), np.zeros((3, 2)))
+
+
+def test_mse_target_broadcasts_against_the_prediction():
+    autograd.training = True
+    rng = np.random.default_rng(3)
+    x, t = rng.standard_normal((2, 4)).astype(np.float32), rng.standard_normal((2, 1)).astype(np.float32)
+    xt = T(x)
+    loss = autograd.mse_loss(xt, t)
+    np.testing.assert_allclose(tensor.to_numpy(loss), [((x - t) ** 2).sum() / x.size], rtol=1e-6)
+    xt.stores_grad = True
+    (g,) = grads_of(autograd.mse_loss(xt, t), np.ones(1), xt)
+    np.testing.assert_allclose(g, 2 * (x - t) / x.size, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- compiled (traced) use
@@ -602,10 +607,10 @@ def test_traced_step_matches_eager_and_updates_running_stats():
     class Net:
         def __init__(self):
             w = np.random.default_rng(1).standard_normal((3, 2, 3, 3))
-            self.W = T(w.astype(np.float32) * 0.3)
-            self.b = T(np.zeros(3, np.float32))
-            self.s, self.o = T(np.ones(3, np.float32)), T(np.zeros(3, np.float32))
-            self.rm, self.rv = T(np.zeros(3, np.float32), False), T(np.ones(3, np.float32), False)
+            self.W = P(w.astype(np.float32) * 0.3)
+            self.b = P(np.zeros(3, np.float32))
+            self.s, self.o = P(np.ones(3, np.float32)), P(np.zeros(3, np.float32))
+            self.rm, self.rv = T(np.zeros(3, np.float32)), T(np.ones(3, np.float32))
 
         def step(self, xt, yt):
             ch = autograd.ConvHandle(xt, 3, 1, 1, 2, 3, True)
@@ -625,7 +630,7 @@ def test_traced_step_matches_eager_and_updates_running_stats():
         dev.SetRandSeed(3)
         net = Net()
         run = GraphFunction(net.step) if compiled else net.step
-        losses = [float(np.asarray(run(T(x, False), T(labels, False)).data)[0]) for _ in range(3)]
+        losses = [float(np.asarray(run(T(x), T(labels)).data)[0]) for _ in range(3)]
         results.append((losses, np.asarray(net.rm.data), np.asarray(net.W.data)))
     (l0, rm0, w0), (l1, rm1, w1) = results
     np.testing.assert_allclose(l1, l0, rtol=1e-4)
@@ -643,7 +648,7 @@ def test_side_effect_ops_and_losses_compile_once_per_configuration():
 
     def step():
         y = autograd.batchnorm_2d(h, *ts, rm, rv)
-        x = T(rng.standard_normal((4, 3)).astype(np.float32))
+        x = P(rng.standard_normal((4, 3)).astype(np.float32))
         loss = autograd.softmax_cross_entropy(x, rng.integers(0, 3, 4).astype(np.int32))
         list(autograd.backward(loss))
         list(autograd.backward(y, Tensor(data=np.ones(y.shape, np.float32))))
@@ -652,3 +657,16 @@ def test_side_effect_ops_and_losses_compile_once_per_configuration():
     for _ in range(3):
         step()
     assert (fwd_bn._cache_size(), bwd_bn._cache_size(), fwd_ce._cache_size()) == sizes
+
+
+@pytest.mark.parametrize("call", [
+    lambda a, b, c: autograd.softmax_cross_entropy(b, c),
+    lambda a, b, c: autograd.mse_loss(b, c),
+    lambda a, b, c: autograd.add_bias(b, a, 3),
+    lambda a, b, c: autograd.ranking_loss(b, a),
+])
+def test_operand_errors_are_value_and_assertion_errors(call):
+    a, b, c = (Tensor(data=np.zeros(s, np.float32)) for s in ((4,), (4, 4), (4, 4, 4)))
+    with pytest.raises(autograd.OperandError) as info:
+        call(a, b, c)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, AssertionError)

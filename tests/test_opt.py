@@ -11,6 +11,8 @@ import pytest
 
 from singax import autograd, opt, tensor
 from singax._compile import GraphFunction
+from singax.opt._base import _WARNED
+from singax.opt._builtin import TRACE_COUNTS
 from singax.autograd import Op, register
 from singax.tensor import Tensor
 
@@ -262,7 +264,7 @@ def test_opt_loss_equals_update_then_step(make):
 
 def test_deprecated_methods_warn_once():
     autograd.training = True
-    opt._WARNED.clear()
+    _WARNED.clear()
     w0, x = _quad_setup()
     o = opt.SGD()
     w = Tensor(data=w0, stores_grad=True, name="W")
@@ -395,11 +397,11 @@ def test_lr_schedule_does_not_retrace_the_jitted_update():
     key = ("SGD", True, True, False)
     p0, grads = _data(3, steps=6, shape=(5, 7, 3))   # a shape no other test uses
     p = Tensor(data=p0.astype(np.float32))
-    before = opt.TRACE_COUNTS[key]
+    before = TRACE_COUNTS[key]
     for g in grads:
         o.apply("w", p, Tensor(data=g.astype(np.float32)))
         o.step()
-    assert opt.TRACE_COUNTS[key] - before == 1
+    assert TRACE_COUNTS[key] - before == 1
     want = ref_sgd(p0, grads, lr=Exp(0.1, 1, 0.5), momentum=0.9, weight_decay=0.01)[-1]
     np.testing.assert_allclose(np.asarray(p.data), want, rtol=2e-5, atol=1e-6)
 
@@ -563,3 +565,44 @@ print("ok")
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_apply_then_call_on_the_same_loss_steps_twice_with_the_same_gradient():
+    """A GAN discriminator step: apply() each yielded gradient, then optimizer(loss)
+    runs backward again over the same graph (its saved values are still there)."""
+    autograd.training = True
+    rng = np.random.default_rng(5)
+    w0 = rng.standard_normal((3, 2)).astype(np.float32)
+    xv = rng.standard_normal((4, 3)).astype(np.float32)
+    w = tensor.Tensor(data=w0.copy(), stores_grad=True, name="dis.W")
+    x = tensor.Tensor(data=xv)
+    loss = autograd.reduce_sum(autograd.sigmoid(autograd.matmul(x, w)), None, 0)
+    sgd = opt.SGD(lr=0.1)
+    for p, g in autograd.backward(loss):
+        sgd.apply(p.name, p, g)
+    sgd(loss)
+    s = 1 / (1 + np.exp(-(xv @ w0)))
+    grad = xv.T @ (s * (1 - s))
+    np.testing.assert_allclose(tensor.to_numpy(w), w0 - 2 * 0.1 * grad, rtol=1e-5, atol=1e-6)
+
+
+def test_one_program_updates_all_parameters_like_apply_and_keeps_held_slots_readable():
+    autograd.training = True
+    rng = np.random.default_rng(5)
+    w0, v0 = rng.normal(size=(3, 2)).astype(np.float32), rng.normal(size=(3, 2)).astype(np.float32)
+    x = Tensor(data=rng.normal(size=(3, 2)).astype(np.float32), requires_grad=False)
+    a, b = opt.SGD(0.05, momentum=0.9), opt.SGD(0.05, momentum=0.9)
+    wa, va = Tensor(data=w0, stores_grad=True, name="w"), Tensor(data=v0, stores_grad=True, name="v")
+    wb, vb = Tensor(data=w0, stores_grad=True, name="w"), Tensor(data=v0, stores_grad=True, name="v")
+    held = []
+    for step in range(3):
+        a(autograd.add(_quad(wa, x), _quad(va, x)))
+        if step == 1:
+            held.append((a.moments["w"].data, np.array(a.moments["w"].data)))
+        for p, q in ((wb, vb), (vb, wb)):
+            b.apply(p.name, p, Tensor(data=_quad_grad(p.data, x)))
+        b.step()
+    for p, q in ((wa, wb), (va, vb)):
+        np.testing.assert_allclose(np.asarray(p.data), np.asarray(q.data), rtol=1e-6, atol=1e-7)
+    array, value = held[0]   # the user's reference to an old slot array still reads its value
+    np.testing.assert_array_equal(np.asarray(array), value)

@@ -11,9 +11,10 @@ ort = pytest.importorskip("onnxruntime", reason="the ONNX tests need onnxruntime
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from singax import autograd, layer, model, opt, sonnx, tensor  # noqa: E402
-from singax.autograd.nn import CudnnRNNHandle  # noqa: E402
+from singax.autograd.rnn import CudnnRNNHandle  # noqa: E402
 from singax.tensor import Tensor  # noqa: E402
 from test_ops import cases, sample_inputs  # noqa: E402
+from _helpers import mnist_cnn  # noqa: E402
 
 
 # --------------------------------------------------------------------------- helpers
@@ -137,6 +138,16 @@ def test_export_names_and_attributes(eval_mode):
     assert [i.name for i in m.graph.input] == [x.name]
 
 
+def test_export_skips_numbers_and_shapes_listed_as_inputs(eval_mode):
+    xv = RNG.standard_normal((3, 2)).astype(np.float32)
+    x = t(xv)
+    y = autograd.reshape(autograd.clip(x, -0.5, 0.5), (2, 3))
+    m = check_export([x, -0.5, 0.5, (2, 3)], [y], feeds=[xv])
+    assert [i.name for i in m.graph.input] == [x.name]
+    got = sonnx.prepare(m).run([x])[0]
+    np.testing.assert_allclose(tensor.to_numpy(got), np.clip(xv, -0.5, 0.5).reshape(2, 3))
+
+
 def test_export_model_form_and_several_outputs(eval_mode):
     class Two(model.Model):
         def __init__(self):
@@ -168,24 +179,7 @@ def test_mlp(eval_mode):
     check_export([x], [y])
 
 
-class MnistCNN(model.Model):
-    """SINGA's examples/cnn model: conv 20 k5, maxpool 2, conv 50 k5, maxpool 2, 500, relu, 10."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = layer.Conv2d(1, 20, 5, padding=0, activation="RELU")
-        self.conv2 = layer.Conv2d(20, 50, 5, padding=0, activation="RELU")
-        self.linear1 = layer.Linear(500)
-        self.linear2 = layer.Linear(10)
-        self.pooling1 = layer.MaxPool2d(2, 2, padding=0)
-        self.pooling2 = layer.MaxPool2d(2, 2, padding=0)
-        self.relu = layer.ReLU()
-        self.flatten = layer.Flatten()
-
-    def forward(self, x):
-        y = self.pooling1(self.conv1(x))
-        y = self.pooling2(self.conv2(y))
-        return self.linear2(self.relu(self.linear1(self.flatten(y))))
+MnistCNN = mnist_cnn()   # SINGA's examples/cnn model, as examples/mnist_cnn.py defines it
 
 
 def test_mnist_cnn_export_import_round_trip(eval_mode):
@@ -351,7 +345,8 @@ ATTR_CASES = [
     ("SpaceToDepth", dict(blocksize=2)), ("Softmax", dict(axis=1)), ("Softmax", dict(axis=1, opset=13)),
     ("Softmax", dict(opset=13)), ("LogSoftmax", dict(axis=2, opset=13)), ("Squeeze", dict(axes=[0])),
     ("Unsqueeze", dict(axes=[0, 5])), ("ReduceSum", dict(axes=[1, -1], keepdims=0)), ("ReduceMean", dict(axes=[1])),
-    ("ReduceMean", dict(keepdims=0)), ("Cast", dict(to=TensorProto.INT32)), ("Cast", dict(to=TensorProto.BOOL)),
+    ("ReduceMean", dict(keepdims=0)), ("ReduceMax", dict(axes=[1], keepdims=0)),
+    ("Cast", dict(to=TensorProto.INT32)), ("Cast", dict(to=TensorProto.BOOL)),
     ("Dropout", dict(ratio=0.3)), ("Split", dict(axis=3, split=[1, 3])), ("Split", dict(axis=1, outputs=4)),
     ("Concat", dict(axis=3, inputs=2)),
 ]
@@ -422,6 +417,14 @@ def test_import_onehot_where_constant_of_shape_shape():
     value = numpy_helper.from_array(np.array([7], np.int64), "value")
     check_import(node_model("ConstantOfShape", [("s", np.array([2, 3], np.int64))], inits=["s"], value=value), [])
     check_import(node_model("Shape", [("x", x)]), [x])
+
+
+def test_import_castlike_takes_the_second_inputs_type():
+    x = np.array([[1.7, -2.5, 0.2]], np.float32)
+    check_import(node_model("CastLike", [("x", x), ("like", np.zeros(1, np.int32))], opset=15), [x, np.zeros(1, np.int32)])
+    got = sonnx.prepare(node_model("CastLike", [("x", x), ("like", np.zeros(1, np.int32))], opset=15)).run(
+        [x, np.zeros(1, np.int32)])[0]
+    assert got.dtype == np.int32 and got.tolist() == [[1, -2, 0]]
 
 
 def test_import_gather_with_computed_indices_is_a_lookup():
@@ -761,8 +764,11 @@ def test_export_errors(eval_mode):
     z = Twice()(y)[0]
     with pytest.raises(ValueError, match=r"Twice#\d+ \(Twice\) has no ONNX export; exportable operators: .*ReLU"):
         sonnx.to_onnx([x], [z])
-    with pytest.raises(ValueError, match="input 1 .* is not used"):
-        sonnx.to_onnx([x, t(f32(2))], [y])
+    with pytest.warns(UserWarning, match=r"input 1 \(shape \(2,\)\) is not used .* left out"):
+        m = sonnx.to_onnx([x, t(f32(2))], [y])
+    assert len(m.graph.input) == 1
+    with pytest.raises(TypeError, match="inputs must be Tensors .*; item 1 is str"):
+        sonnx.to_onnx([x, "a"], [y])
     with pytest.raises(TypeError, match="outputs must be Tensors"):
         sonnx.to_onnx([x], [np.zeros(2)])
 
@@ -772,3 +778,21 @@ def test_docs_list_every_operator():
     text = (pathlib.Path(__file__).parent.parent / "docs" / "onnx.md").read_text()
     missing = [n for n in list(sonnx.EXPORTERS) + sonnx.supported_ops() if f"`{n}`" not in text]
     assert not missing, f"docs/onnx.md does not mention {missing}"
+
+
+def test_backend_api_returns_declared_output_types_and_lists_singa_ops():
+    from onnx.backend.base import Backend
+    assert issubclass(sonnx.SingaBackend, Backend)
+    assert set(sonnx.SingaBackend._rename_operators) <= set(sonnx.supported_ops())
+    assert sonnx.SingaBackend._rename_operators["Relu"] == "ReLU"
+    node = helper.make_node("Less", ["a", "b"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.INT64, [3])
+                                            for n in "ab"],
+                              [helper.make_tensor_value_info("y", TensorProto.BOOL, [3])])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    assert sonnx.SingaBackend.is_compatible(m)
+    a, b = np.array([1, 5, 3], np.int64), np.array([2, 5, 1], np.int64)
+    (y,) = sonnx.SingaBackend.prepare(m).run([a, b])
+    assert y.dtype == np.bool_ and y.tolist() == [True, False, False]
+    m.graph.output[0].type.tensor_type.elem_type = TensorProto.INT4
+    assert not sonnx.SingaBackend.is_compatible(m)

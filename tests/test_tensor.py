@@ -10,15 +10,11 @@ import pytest
 
 from singax import autograd, device, tensor
 from singax.tensor import Tensor
+from _helpers import T
 
 RNG = np.random.default_rng(0)
 A = RNG.standard_normal((2, 3)).astype(np.float32)
 B = RNG.uniform(0.5, 2.0, (2, 3)).astype(np.float32)
-
-
-def T(a, dtype=None):
-    a = np.asarray(a)
-    return Tensor(data=a, dtype=a.dtype if dtype is None else dtype)
 
 
 def npy(t):
@@ -253,9 +249,32 @@ def test_copy_data_copy_from_and_clones():
     for c in (src.clone(), src.deepcopy(), src.copy()):
         assert c is not src and c.data is not src.data and fresh_flags(c)
         close(c, B)
-    cp = src.copy()
-    src += 1.0                                           # SINGA's copy() would see this
-    close(cp, B)
+    cp, deep = src.copy(), src.deepcopy()
+    src += 1.0
+    close(cp, B + 1.0)
+    close(deep, B)
+    cp.copy_from_numpy(A)
+    close(src, A.reshape(src.shape))
+    close(deep, B)
+
+
+def test_copy_shares_values_until_the_group_is_gone():
+    import copy
+    import gc
+    t = T(np.zeros((2, 3), np.float32))
+    c1 = t.copy()
+    c2 = c1.copy()
+    t.set_value(2.0)
+    for x in (t, c1, c2):
+        close(x, np.full((2, 3), 2.0))
+        assert x.data is not t.data or x is t
+    independent = copy.deepcopy(c1)
+    independent += 1.0
+    close(t, np.full((2, 3), 2.0))
+    del c1
+    gc.collect()
+    c2 *= 3.0
+    close(t, np.full((2, 3), 6.0))
 
 
 def test_repeat():

@@ -4,7 +4,7 @@
 they keep what backward needs; BatchNorm and Dropout switch behaviour on it.
 """
 from ._tape import (Operator, Operation, Dummy, backward, gradients, infer_dependency,
-                    axis_helper, back_broadcast, ctensor2numpy)
+                    axis_helper, back_broadcast, ctensor2numpy, OperandError)
 from ._op import Op, OPS, CLASSES, register, BuiltinOperator
 from ..tensor import CTensor
 
@@ -18,19 +18,16 @@ from .nn import *  # noqa: E402,F401,F403
 from .rnn import *  # noqa: E402,F401,F403
 from .losses import *  # noqa: E402,F401,F403
 from .gradcheck import check_grads  # noqa: E402,F401
+from . import shape as _shape_family  # noqa: E402
 from .binary import shape  # noqa: E402,F401  (the op, not the submodule)
 
 # SINGA exports its Operator classes from this module by their class names.
 globals().update(CLASSES)
 
-
-def __getattr__(name):
-    # SINGA-2 layer names (autograd.Conv2d, autograd.Linear, ...) live in singax.layer.
-    from .. import layer
-    if name in _LAYER_ALIASES and hasattr(layer, name):
-        return getattr(layer, name)
-    raise AttributeError(f"module 'singax.autograd' has no attribute {name!r}")
-
-
-_LAYER_ALIASES = ("Layer", "Linear", "Conv2d", "SeparableConv2d", "BatchNorm2d", "Pooling2d",
-                  "MaxPool2d", "AvgPool2d", "MaxPool1d", "AvgPool1d", "RNN_Base", "RNN", "LSTM")
+__all__ = list(dict.fromkeys([
+    "Operator", "Operation", "Dummy", "backward", "gradients", "infer_dependency", "axis_helper",
+    "back_broadcast", "ctensor2numpy", "Op", "OPS", "CLASSES", "register", "BuiltinOperator",
+    "CTensor", "training", "check_grads",
+    *elementwise.__all__, *binary.__all__, *reduce.__all__, *_shape_family.__all__, *nn.__all__,
+    *rnn.__all__, *losses.__all__, *CLASSES,
+]))

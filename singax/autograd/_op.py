@@ -179,7 +179,7 @@ class BuiltinOperator(Operator):
     def forward(self, *xs):
         return self._forward_raw(*xs)
 
-    def backward(self, *dys):
+    def _backward_raw(self, *dys):
         spec = self.spec
         if not spec.differentiable:
             raise RuntimeError(f"{spec.cls}: this operator has no gradient (as in SINGA)")
@@ -224,14 +224,20 @@ def _make_function(spec: Op, cls: type) -> Callable:
         return ys[0] if len(ys) == 1 else ys
 
     fn.__name__ = fn.__qualname__ = spec.name
-    fn.__doc__ = spec.doc or f"Apply the `{spec.cls}` operator (see singa-api)."
+    fn.__doc__ = spec.doc or f"Apply the `{spec.cls}` operator."
     return fn
 
 
-def register(*specs: Op):
-    """Create the Operator class and the function of each row; return the functions."""
+def register(*specs: Op, export: list | None = None):
+    """Create the Operator class and the function of each row; return the functions.
+
+    `export` is the calling family's `__all__`: each row's name is appended to it (the
+    family binds that name to the row's function, or to a wrapper of it).
+    """
     fns = []
     for spec in specs:
+        if export is not None:
+            export.append(spec.name)
         cls = type(spec.cls, (BuiltinOperator,), {"spec": spec, "__doc__": spec.doc or None,
                                                    "__module__": "singax.autograd"})
         OPS[spec.name] = spec

@@ -8,11 +8,17 @@ from typing import Any, Iterator
 import jax
 import jax.numpy as jnp
 
-from ..tensor import Tensor, _wrap
+from .._ctensor import CTensor, raw
+from ..tensor._tensor import Tensor, _wrap
 
 MSG_NO_SAVED = ("{op}: backward needs values saved by forward, but forward ran with "
                 "autograd.training = False; set autograd.training = True (or call "
                 "model.train()) before the forward pass")
+
+
+class OperandError(ValueError, AssertionError):
+    """Operator inputs of incompatible shapes or values. SINGA checks these with `assert`,
+    so this is also an AssertionError: code written for either exception catches it."""
 
 
 def is_training() -> bool:
@@ -24,9 +30,17 @@ class Operator:
 
     Subclasses implement `forward(*arrays)` and, optionally, `backward(*dys)` on raw
     jax arrays. A subclass without `backward` gets one from `jax.vjp` of its forward.
+    The tape calls `_backward_raw` (a subclass's own `backward`, else the derived one);
+    the public `backward` of singax's operators is SINGA's low-level call (see there).
     """
 
     op_count = 0
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("backward")
+        if own is not None:
+            cls._backward_raw = own
 
     def __init__(self, name: str | None = None):
         if name is None:
@@ -63,14 +77,14 @@ class Operator:
     def _forward_raw(self, *arrays):
         # Built-in operators override this; a user operator without backward
         # gets jax.vjp of its forward recorded while training.
-        if type(self).backward is not Operator.backward or not (is_training() and self.requires_grad):
+        if type(self)._backward_raw is not Operator._backward_raw or not (is_training() and self.requires_grad):
             return self.forward(*arrays)
         ys, self._pullback = jax.vjp(lambda *xs: self.forward(*xs), *arrays)
         self._multi_out = isinstance(ys, tuple)
         return ys
 
     def _do_backward(self, *dys) -> tuple:
-        dxs = self.backward(*dys)
+        dxs = self._backward_raw(*dys)
         if not isinstance(dxs, tuple):
             dxs = (dxs,)
         return dxs
@@ -78,7 +92,29 @@ class Operator:
     def forward(self, *xs):
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
 
-    def backward(self, *dys):
+    def backward(self, dy: Any = 1.0, *more: Any):
+        """SINGA's low-level backward: gradients of the inputs given `dy` (default 1.0).
+
+        `dy` may be a number, a jax array, a CTensor or a Tensor. Returns CTensors
+        (`shape()`, `GetFloatValue(n)`...; `tensor.from_raw_tensor` takes them): the bare
+        gradient for a one-input operator, a tuple otherwise. An input the tape gives no
+        gradient (indices, a condition) gets zeros of its shape where forward saved it
+        (None otherwise), as SINGA returns a tensor per input.
+        """
+        dxs = self._backward_raw(raw(dy), *[raw(d) for d in more])
+        if not isinstance(dxs, (tuple, list)):
+            return CTensor.view(dxs)
+        views = tuple(CTensor.view(d) if d is not None else self._zero_grad(i) for i, d in enumerate(dxs))
+        return views[0] if len(views) == 1 else views
+
+    def _zero_grad(self, i: int):
+        saved = self.__dict__.get("_saved")
+        if not isinstance(saved, tuple) or i >= len(saved) or not hasattr(saved[i], "shape"):
+            return None
+        dt = saved[i].dtype if jnp.issubdtype(saved[i].dtype, jnp.floating) else jnp.float32
+        return CTensor.view(jnp.zeros(saved[i].shape, dt))
+
+    def _backward_raw(self, *dys):
         # Auto-derived backward for user operators that only define forward.
         pullback = getattr(self, "_pullback", None)
         if pullback is None:
@@ -145,6 +181,9 @@ def backward(y: Tensor, dy: Any = None) -> Iterator[tuple[Tensor, Tensor]]:
 
     Gradients of tensors used several times are summed; each parameter is yielded
     once, after all its consumers ran backward, so updating it while iterating is safe.
+    The values forward saved stay with the graph, so backward may run again over the
+    same graph (same gradients); they are freed with the graph once no tensor of it
+    is referenced.
 
     SINGA: `dy` may be any shape-compatible value; a non-scalar `y` needs `dy`.
     """
@@ -185,14 +224,6 @@ def backward(y: Tensor, dy: Any = None) -> Iterator[tuple[Tensor, Tensor]]:
                 del pending[id(src_op)]
                 if src_op.requires_grad and not isinstance(src_op, Dummy):
                     ready.append((src_op, slot))
-        _release(op)
-
-
-def _release(op: Operator) -> None:
-    """Drop what forward saved, so the tape does not grow across steps."""
-    for attr in ("_saved", "_pullback", "_ys"):
-        if attr in op.__dict__:
-            op.__dict__[attr] = None
 
 
 def gradients(y: Tensor, dy: Any = None) -> dict[int, Tensor]:

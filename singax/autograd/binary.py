@@ -1,4 +1,4 @@
-"""Binary and n-ary operators (singa-api 2.5), comparisons, logic and the
+"""Binary and n-ary operators, comparisons, logic and the
 forward-only ops of 2.6, one row each.
 
 Broadcasting gradients are un-broadcast by `jax.vjp` itself. This module
@@ -15,15 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._op import OPS, BuiltinOperator, Op, register
-from ._tape import back_broadcast
+from ._tape import OperandError, back_broadcast
 from .. import tensor as _tensor
 from ..tensor import Tensor
 
-__all__ = [
-    "add", "sub", "mul", "div", "pow", "matmul", "add_bias", "gemm", "sum", "mean", "max", "min",
-    "add_all", "less", "greater", "equal", "_and", "_or", "_xor", "_not",
-    "shape", "cast", "nonzero", "onehot", "constant_of_shape",
-]
+# the hand-written names; `register(..., export=__all__)` adds each row's name
+__all__: list[str] = ["add_all"]
 
 _PAIRS = [((3, 4), (3, 4)), ((3, 4), (1, 4)), ((2, 1, 4), (3, 1))]
 
@@ -66,7 +63,7 @@ def _matmul_check(x, w):
 
 def _add_bias_check(x, b, axis=0):
     if axis not in (0, 1):
-        raise ValueError(f"add_bias: axis must be 0 (bias per column) or 1 (bias per row), got {axis!r}")
+        raise OperandError(f"add_bias: axis must be 0 (bias per column) or 1 (bias per row), got {axis!r}")
     if x.ndim != 2:
         raise ValueError(f"add_bias: x must be 2-D, got shape {x.shape}")
     n = x.shape[1 - axis]
@@ -164,6 +161,7 @@ add, sub, mul, div, pow, matmul, _add_bias_fn, _gemm_fn = register(
        samples=[{}, {"transA": 1}, {"transB": 1}, {"transA": 1, "transB": 1},
                 {"alpha": 0.5, "beta": -2.0}],
        ref=_gemm_ref, doc="alpha * A' @ B' + beta * C, A' = A.T if transA (likewise B); C optional, broadcast."),
+    export=__all__,
 )
 
 _sum_fn, _mean_fn, _max_fn, _min_fn = register(
@@ -183,6 +181,7 @@ _sum_fn, _mean_fn, _max_fn, _min_fn = register(
        shapes=_NARY, ref=lambda *xs: functools.reduce(np.minimum, xs),
        doc="Element-wise min; a tie goes to the earlier input, which gets dy.\n\n"
            "SINGA: its backward returns the selection masks without multiplying by dy."),
+    export=__all__,
 )
 
 
@@ -234,6 +233,7 @@ less, greater, equal, _and, _or, _xor, _not = register(
        doc="1.0 where exactly one of a, b is non-zero."),
     Op("_not", _logic(jnp.logical_not), cls="Not", inputs=1, differentiable=False, int_inputs=(0,),
        shapes=[((3, 4),)], ref=_logic_ref(np.logical_not), doc="1.0 where x is zero."),
+    export=__all__,
 )
 
 
@@ -306,6 +306,7 @@ shape, cast, _nonzero_fn, _onehot_fn, constant_of_shape = register(
        sample=lambda rng, attrs: [np.array([2, 3], np.int32)],
        ref=lambda x, value=0.0: np.full(tuple(x), value, np.float32),
        doc="A float32 tensor of the dims given by the 1-D tensor x, filled with `value`."),
+    export=__all__,
 )
 
 

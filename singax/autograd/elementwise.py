@@ -1,4 +1,4 @@
-"""Element-wise operators (singa-api 2.4): y = f(x), one row each.
+"""Element-wise operators: y = f(x), one row each.
 
 Backwards come from `jax.vjp` unless SINGA fixes a value at a kink (relu,
 leakyrelu, abs at 0; clip's inclusive and hardsigmoid's strict bounds).
@@ -14,12 +14,8 @@ from jax import lax
 
 from ._op import Op, register
 
-__all__ = [
-    "relu", "sigmoid", "tanh", "exp", "log", "sqrt", "abs", "sign", "negative", "reciprocal",
-    "softplus", "softsign", "cos", "sin", "tan", "cosh", "sinh", "acos", "asin", "atan",
-    "acosh", "asinh", "atanh", "ceil", "floor", "round", "rounde", "erf", "identity",
-    "leakyrelu", "elu", "selu", "hardsigmoid", "clip", "prelu", "softmax",
-]
+# the hand-written names; `register(..., export=__all__)` adds each row's name
+__all__: list[str] = []
 
 _erf_np = np.vectorize(math.erf, otypes=[np.float64])
 _SHAPES = [((3, 4),), ((2, 3, 2),)]
@@ -84,7 +80,12 @@ def _hardsigmoid_grad(dy, x, y, alpha=0.2, gamma=0.5):
     return dy * alpha * ((z > 0) & (z < 1))   # strict: 0 on the plateau edges, as SINGA
 
 
-def _selu(x, alpha=1.67326, gamma=1.0507):
+# SELU's constants: exact (ONNX's defaults) and SINGA's rounded defaults
+SELU_ALPHA, SELU_GAMMA = 1.6732632423543772, 1.0507009873554805
+SINGA_SELU_ALPHA, SINGA_SELU_GAMMA = 1.67326, 1.0507
+
+
+def _selu(x, alpha=SINGA_SELU_ALPHA, gamma=SINGA_SELU_GAMMA):
     return gamma * jnp.where(x > 0, x, alpha * jnp.expm1(jnp.minimum(x, 0)))
 
 
@@ -102,6 +103,7 @@ relu, sigmoid, tanh, exp, log, sqrt, abs, sign, negative, reciprocal = register(
     Op("sign", jnp.sign, domain="nonzero", ref=np.sign, doc="-1, 0 or +1; zero gradient."),
     Op("negative", jnp.negative, ref=np.negative, doc="-x."),
     Op("reciprocal", lambda x: 1 / x, domain="nonzero", ref=lambda x: 1 / x, doc="1 / x."),
+    export=__all__,
 )
 
 softplus, softsign, cos, sin, tan, cosh, sinh, acos, asin, atan, acosh, asinh, atanh = register(
@@ -120,6 +122,7 @@ softplus, softsign, cos, sin, tan, cosh, sinh, acos, asin, atan, acosh, asinh, a
     Op("acosh", jnp.arccosh, domain="above1", ref=np.arccosh, doc="Inverse hyperbolic cosine (x > 1)."),
     Op("asinh", jnp.arcsinh, ref=np.arcsinh, doc="Inverse hyperbolic sine."),
     Op("atanh", jnp.arctanh, domain="unit", ref=np.arctanh, doc="Inverse hyperbolic tangent (abs(x) < 1)."),
+    export=__all__,
 )
 
 ceil, floor, round, rounde, erf, identity = register(
@@ -134,6 +137,7 @@ ceil, floor, round, rounde, erf, identity = register(
            "SINGA: its backward returns 2/sqrt(pi)*exp(-dy**2) (uses dy for x, ignores dy); "
            "singax returns the true gradient."),
     Op("identity", lambda x: x, ref=lambda x: x, doc="y = x."),
+    export=__all__,
 )
 
 leakyrelu, elu, selu, hardsigmoid, clip, prelu, softmax = register(
@@ -146,9 +150,11 @@ leakyrelu, elu, selu, hardsigmoid, clip, prelu, softmax = register(
        attrs=(("alpha", 1.0),), domain="nonzero", samples=[{}, {"alpha": 0.5}],
        ref=lambda x, alpha=1.0: np.where(x >= 0, x, alpha * np.expm1(np.minimum(x, 0))),
        doc="x if x >= 0 else alpha*(e**x - 1)."),
-    Op("selu", _selu, cls="SeLU", attrs=(("alpha", 1.67326), ("gamma", 1.0507)), domain="nonzero",
+    Op("selu", _selu, cls="SeLU", attrs=(("alpha", SINGA_SELU_ALPHA), ("gamma", SINGA_SELU_GAMMA)),
+       domain="nonzero",
        samples=[{}, {"alpha": 1.5, "gamma": 2.0}],
-       ref=lambda x, alpha=1.67326, gamma=1.0507: gamma * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
+       ref=lambda x, alpha=SINGA_SELU_ALPHA, gamma=SINGA_SELU_GAMMA:
+           gamma * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
        doc="gamma*x if x > 0 else gamma*alpha*(e**x - 1) (SINGA's 5-6 digit defaults)."),
     Op("hardsigmoid", lambda x, alpha=0.2, gamma=0.5: jnp.clip(alpha * x + gamma, 0, 1),
        grad=_hardsigmoid_grad, cls="HardSigmoid", attrs=(("alpha", 0.2), ("gamma", 0.5)),
@@ -169,4 +175,5 @@ leakyrelu, elu, selu, hardsigmoid, clip, prelu, softmax = register(
        ref=_softmax_ref,
        doc="Softmax over the trailing block shape[axis:] (ONNX opset <= 11, as SINGA): a 4-D "
            "input with axis=1 is normalised over C*H*W jointly; axis=-1 means the last dim only."),
+    export=__all__,
 )

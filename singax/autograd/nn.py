@@ -1,4 +1,4 @@
-"""Neural-network operators (singa-api 2.9): handles, convolution, pooling,
+"""Neural-network operators: handles, convolution, pooling,
 batch normalisation, dropout, embedding and cosine similarity (RNNs: `rnn.py`).
 
 Convolution, pooling, embedding, cosine similarity and the RNN are pure and are
@@ -20,10 +20,10 @@ from ._op import CLASSES, Op, _like, register
 from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training
 from ..tensor import Tensor
 
-__all__ = [
-    "ConvHandle", "PoolingHandle", "BatchNormHandle",
-    "_Conv2d", "conv2d", "_Pooling2d", "pooling_2d", "_BatchNorm2d", "batchnorm_2d",
-    "Dropout", "dropout", "Embedding", "embedding", "CosSim", "cossim",
+# the hand-written names; `register(..., export=__all__)` adds each row's name
+__all__: list[str] = [
+    "ConvHandle", "PoolingHandle", "BatchNormHandle", "_Conv2d", "_Pooling2d", "_BatchNorm2d",
+    "batchnorm_2d", "Dropout", "dropout", "Embedding", "CosSim",
 ]
 
 
@@ -37,8 +37,10 @@ def _pair(v: Any, what: str, owner: str) -> tuple[int, int]:
 
 
 def _shape_of(x: Any) -> tuple:
-    """Shape of a Tensor, a jax/numpy array, or a shape given directly."""
+    """Shape of a Tensor, a jax/numpy array, a CTensor, or a shape given directly."""
     shape = getattr(x, "shape", x)
+    if callable(shape):
+        shape = shape()
     return tuple(int(s) for s in shape)
 
 
@@ -195,7 +197,7 @@ class _PureOperator(Operator):
             self._ys = y
         return y, aux
 
-    def backward(self, dy):
+    def _backward_raw(self, dy):
         y = self.__dict__.get("_ys")
         if y is None:
             raise RuntimeError(MSG_NO_SAVED.format(op=self.name))
@@ -279,7 +281,8 @@ _CONV_SAMPLES = [
 register(Op("conv2d", _conv_forward, cls="_Conv2d", inputs=None,
             attrs=(("handle", None), ("odd_padding", (0, 0, 0, 0))),
             samples=_CONV_SAMPLES, shapes=[()], sample=_conv_sample, ref=_np_conv, check=_conv_check,
-            doc="2-D cross-correlation, NCHW; `_Conv2d(handle, odd_padding=(0, 0, 0, 0))(x, W[, b])`."))
+            doc="2-D cross-correlation, NCHW; `_Conv2d(handle, odd_padding=(0, 0, 0, 0))(x, W[, b])`."),
+         export=__all__)
 _Conv2d = _cls("_Conv2d")
 
 
@@ -355,7 +358,8 @@ register(Op("pooling_2d", _pool_forward, cls="_Pooling2d",
                      dict(handle=PoolingHandle((1, 2, 6, 5), (2, 3), (1, 2), (1, 1), False),
                           odd_padding=(1, 0, 0, 1))],
             sample=_pool_sample, ref=_np_pool, check=_pool_check,
-            doc="2-D max or average pooling, NCHW; `_Pooling2d(handle, odd_padding)(x)`."))
+            doc="2-D max or average pooling, NCHW; `_Pooling2d(handle, odd_padding)(x)`."),
+         export=__all__)
 _Pooling2d = _cls("_Pooling2d")
 
 
@@ -368,7 +372,7 @@ def pooling_2d(handle: PoolingHandle, x: Tensor, odd_padding: Sequence[int] = (0
 
 
 # --------------------------------------------------------------------------- batch norm
-_BN_EPS = 1e-5
+BN_EPSILON = 1e-5   # SINGA's fixed value, and ONNX's default
 
 
 def _bn_layout(x):
@@ -425,7 +429,7 @@ class _BatchNorm2d(_PureOperator):
     """
 
     def __init__(self, handle: BatchNormHandle, running_mean: Any, running_var: Any, name: str | None = None,
-                 epsilon: float = _BN_EPS):
+                 epsilon: float = BN_EPSILON):
         super().__init__(name)
         self.handle, self.epsilon = handle, float(epsilon)
         self.running_mean, self.running_var = _as_tensor(running_mean), _as_tensor(running_var)
@@ -491,14 +495,14 @@ class Dropout(_PureOperator):
             return x
         dev = self._device
         if dev is None:
-            from ..tensor import _device_of
+            from ..tensor._engine import _device_of
             dev = _device_of(x)
         return self._run(_dropout_fn, (self.ratio,), (x,), (dev.next_key(),))[0]
 
-    def backward(self, dy):
+    def _backward_raw(self, dy):
         if self.ratio == 0.0:
             return dy
-        return super().backward(dy)
+        return super()._backward_raw(dy)
 
 
 def dropout(x: Tensor, seed: Any = 0, ratio: float = 0.5) -> Tensor:
@@ -542,10 +546,12 @@ register(
     Op("embedding", _embedding_forward, cls="Embedding", inputs=2, diff=(1,), shapes=[()],
        sample=_embedding_sample, ref=lambda x, w: w[x.astype(np.int64)], check=_embedding_check,
        doc="Row lookup: x (N, T) indices, w (V, D) -> (N, T, D). "
-           "SINGA: dx is None (SINGA returns a meaningless sum of dy); only w gets a gradient."),
+           "SINGA: x gets no gradient (SINGA's dx is a meaningless sum of dy; the public "
+           "`op.backward` returns zeros of x's shape); only w gets a gradient."),
     Op("cossim", _cossim_forward, cls="CosSim", inputs=2, shapes=[((3, 4), (3, 4)), ((1, 6), (1, 6))],
        domain="nonzero", ref=_np_cossim, check=_cossim_check,
        doc="Row-wise cosine similarity of two (B, D) tensors -> (B,)."),
+    export=__all__,
 )
 Embedding, CosSim = _cls("Embedding"), _cls("CosSim")
 
@@ -558,11 +564,3 @@ def embedding(x: Tensor, w: Tensor) -> Tensor:
 def cossim(a: Tensor, b: Tensor) -> Tensor:
     """Cosine similarity of matching rows of `a` and `b` (B, D) -> (B,)."""
     return CosSim()(a, b)[0]
-
-
-def __getattr__(name: str):
-    # the RNN operator moved to rnn.py; keep `nn.CudnnRNNHandle` and friends working
-    from . import rnn
-    if hasattr(rnn, name):
-        return getattr(rnn, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Reductions: sums and means over axes (one table)."""
+"""Reductions: sums, means and maxima over axes (one table)."""
 from __future__ import annotations
 
 
@@ -7,7 +7,8 @@ import numpy as np
 
 from ._op import Op, register
 
-__all__ = ["reduce_sum", "reduce_mean", "globalaveragepool"]
+# the hand-written names; `register(..., export=__all__)` adds each row's name
+__all__: list[str] = []
 
 
 def _reduce_axes(op: str, axes, rank: int) -> tuple:
@@ -45,9 +46,9 @@ def _gap_axes(x_ndim: int, data_format: str) -> tuple:
     if x_ndim < 3:
         raise ValueError(f"globalaveragepool: expected an input of rank >= 3 (N, C, spatial...), "
                          f"got rank {x_ndim}")
-    if data_format == "channels_first":
+    if data_format in ("channels_first", "channel_first"):
         return tuple(range(2, x_ndim))
-    if data_format == "channels_last":
+    if data_format in ("channels_last", "channel_last"):
         return tuple(range(1, x_ndim - 1))
     raise ValueError(f"globalaveragepool: data_format must be 'channels_first' or 'channels_last', "
                      f"got {data_format!r}")
@@ -62,7 +63,7 @@ _REDUCE_SAMPLES = [dict(axes=None, keepdims=1), dict(axes=None, keepdims=0),
                    dict(axes=[0, 2], keepdims=0), dict(axes=[-3, -1], keepdims=1),
                    dict(axes=[2, 0, 1], keepdims=0), dict(axes=1, keepdims=1)]
 
-reduce_sum, reduce_mean, globalaveragepool = register(
+reduce_sum, reduce_mean, reduce_max, globalaveragepool = register(
     Op("reduce_sum", _reducer("reduce_sum", jnp.sum), attrs=(("axes", None), ("keepdims", 1)),
        shapes=[((2, 3, 4),)], samples=_REDUCE_SAMPLES, ref=_reducer_ref(np.sum),
        doc="Sum over `axes` (None = all, negatives allowed); keepdims=0 drops them.\n\n"
@@ -73,11 +74,18 @@ reduce_sum, reduce_mean, globalaveragepool = register(
        shapes=[((2, 3, 4),)], samples=_REDUCE_SAMPLES, ref=_reducer_ref(np.mean),
        doc="Mean over `axes` (None = all, negatives allowed); keepdims=0 drops them.\n\n"
            "Reducing every axis with keepdims=0 gives shape (1, 1), as in SINGA."),
+    Op("reduce_max", _reducer("reduce_max", jnp.max), attrs=(("axes", None), ("keepdims", 1)),
+       shapes=[((2, 3, 4),)], samples=_REDUCE_SAMPLES, ref=_reducer_ref(np.max),
+       doc="Maximum over `axes` (None = all, negatives allowed); keepdims=0 drops them. The "
+           "gradient goes to the maximal elements (split evenly between ties).\n\n"
+           "Reducing every axis with keepdims=0 gives shape (1, 1). Not in SINGA (ONNX ReduceMax)."),
     Op("globalaveragepool", _gap, cls="GlobalAveragePool", attrs=(("data_format", "channels_first"),),
        shapes=[((2, 3, 4, 5),), ((2, 3, 4),)],
        samples=[dict(data_format="channels_first"), dict(data_format="channels_last")],
        ref=lambda x, data_format="channels_first": np.mean(x, axis=_gap_axes(x.ndim, data_format),
                                                            keepdims=True),
        doc="Mean over the spatial axes: (N, C, H, W) -> (N, C, 1, 1), or (N, H, W, C) -> "
-           "(N, 1, 1, C) with data_format='channels_last'. Any rank >= 3 works."),
+           "(N, 1, 1, C) with data_format='channels_last' ('channel_last' also accepted, as "
+           "SINGA's own tests spell it). Any rank >= 3 works."),
+    export=__all__,
 )

@@ -1,4 +1,4 @@
-"""cuDNN-style recurrent networks (singa-api 2.9 `_RNN`): a flat weight vector,
+"""cuDNN-style recurrent networks (`_RNN`): a flat weight vector,
 multi-layer and bidirectional RNN/LSTM/GRU over `lax.scan`."""
 from __future__ import annotations
 
@@ -238,8 +238,8 @@ class _RNN(_cls("_RNN")):
             xs = xs + (jnp.asarray(lens.data if isinstance(lens, Tensor) else lens).astype(jnp.int32),)
         return super()._forward_raw(*xs)
 
-    def backward(self, *dys):
-        return super().backward(*dys)[:4]
+    def _backward_raw(self, *dys):
+        return super()._backward_raw(*dys)[:4]
 
 
 CLASSES["_RNN"] = OPS["_rnn"].op_class = _RNN

@@ -15,9 +15,8 @@ import numpy as np
 from ._op import OPS, Op, register
 from ..tensor import Tensor
 
-__all__ = ["reshape", "flatten", "transpose", "squeeze", "unsqueeze", "cat", "split", "slice",
-           "gather", "tile", "expand", "pad", "upsample", "depth_to_space", "space_to_depth",
-           "where", "scatter_elements"]
+# the hand-written names; `register(..., export=__all__)` adds each row's name
+__all__: list[str] = []
 
 _pyslice = builtins.slice  # this module defines SINGA's `slice`
 
@@ -29,7 +28,7 @@ def _ints(v) -> list:
     return [int(e) for e in np.asarray(v).reshape(-1).tolist()]
 
 
-def _axis(op: str, axis, rank: int) -> int:
+def _op_axis(op: str, axis, rank: int) -> int:
     if not -rank <= int(axis) < rank:
         raise ValueError(f"{op}: axis {axis} out of range for a {rank}-d input")
     return int(axis) % rank
@@ -100,7 +99,7 @@ def _squeeze_shape(in_shape: tuple, axis) -> tuple:
     if axis is None or (not isinstance(axis, (int, np.integer)) and len(axis) == 0):
         out = tuple(s for s in in_shape if s != 1)
     else:
-        drop = {_axis("squeeze", a, rank) for a in _ints(axis)}
+        drop = {_op_axis("squeeze", a, rank) for a in _ints(axis)}
         for a in sorted(drop):
             if in_shape[a] != 1:
                 raise ValueError(f"squeeze: axis {a} of input {in_shape} has size "
@@ -147,11 +146,11 @@ def _ref_unsqueeze(x, axis=-1):
 def _concat(*xs, axis=0):
     if not xs:
         raise ValueError("cat: needs at least one input")
-    return jnp.concatenate(xs, axis=_axis("cat", axis, xs[0].ndim))
+    return jnp.concatenate(xs, axis=_op_axis("cat", axis, xs[0].ndim))
 
 
 def _split_parts(in_shape: tuple, axis, parts, num_output) -> tuple:
-    a = _axis("split", axis, len(in_shape))
+    a = _op_axis("split", axis, len(in_shape))
     n = in_shape[a]
     if parts is None:
         if not num_output or n % int(num_output):
@@ -190,7 +189,7 @@ def _slice_indices(x_shape: tuple, starts, ends, axes, steps) -> tuple:
     """Per-axis (axis, python slice) pairs, with ONNX's clamping."""
     rank = len(x_shape)
     starts, ends = _ints(starts), _ints(ends)
-    axes = list(range(len(starts))) if axes is None else [_axis("slice", a, rank) for a in _ints(axes)]
+    axes = list(range(len(starts))) if axes is None else [_op_axis("slice", a, rank) for a in _ints(axes)]
     steps = [1] * len(starts) if steps is None else _ints(steps)
     if not len(starts) == len(ends) == len(axes) == len(steps):
         raise ValueError(f"slice: starts, ends, axes and steps must have equal lengths, got "
@@ -231,7 +230,7 @@ def _ref_slice(x, starts, ends, axes=None, steps=None):
 
 
 def _gather(x, *, axis, indices):
-    a = _axis("gather", axis, x.ndim)
+    a = _op_axis("gather", axis, x.ndim)
     idx = _index_array("gather", "indices", indices, x.shape[a])
     return jnp.take(x, jnp.asarray(idx), axis=a, mode="clip")
 
@@ -392,7 +391,7 @@ def _where(x, y, *, condition):
 
 
 def _scatter_elements(x, *, indices, updates, axis=0):
-    a = _axis("scatter_elements", axis, x.ndim)
+    a = _op_axis("scatter_elements", axis, x.ndim)
     idx = _index_array("scatter_elements", "indices", indices, x.shape[a])
     upd = np.asarray(updates)
     if idx.ndim != x.ndim or upd.shape != idx.shape or any(
@@ -527,6 +526,7 @@ def _ref_scatter_elements(x, indices, updates, axis=0):
        ref=_ref_scatter_elements,
        doc="ONNX ScatterElements: write `updates` at `indices` along `axis`; any rank.\n\n"
            "SINGA: 2-d only there. No gradient flows to `updates` (a constant attribute)."),
+    export=__all__,
 )
 
 def transpose(x: Tensor, shape: Sequence[int] | None = None) -> Tensor:

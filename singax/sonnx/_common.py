@@ -17,12 +17,23 @@ EXPORT_OPSET = 11
 EXPORT_IR_VERSION = 6          # the IR version that goes with opset 11
 IMPORT_OPSETS = range(11, 19)  # default-domain opsets the importer reads (11..18)
 
-# singa-api 11.1: what each ONNX element type becomes on import (None: unsupported)
+# what each ONNX element type becomes on import (None: unsupported)
 _IMPORT_TYPES = {
     TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float32, TensorProto.DOUBLE: np.float32,
     TensorProto.BOOL: np.float32, TensorProto.INT8: np.int32, TensorProto.INT16: np.int32,
     TensorProto.INT32: np.int32, TensorProto.INT64: np.int32,
 }
+
+
+def registrar(table: dict):
+    """`decorator(*names)` that files the decorated function in `table` under each name."""
+    def decorator(*names: str):
+        def file(fn):
+            for name in names:
+                table[name] = fn
+            return fn
+        return file
+    return decorator
 
 
 def onnx_type_of(dtype) -> int:
@@ -35,7 +46,7 @@ def type_name(elem_type: int) -> str:
 
 
 def singa_dtype_of_onnx(elem_type: int, where: str) -> np.dtype:
-    """The numpy dtype singax uses for an ONNX element type (singa-api 11.1)."""
+    """The numpy dtype singax uses for an ONNX element type."""
     dt = _IMPORT_TYPES.get(elem_type)
     if dt is None:
         supported = ", ".join(sorted(type_name(t) for t in _IMPORT_TYPES))

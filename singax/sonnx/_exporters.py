@@ -11,9 +11,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._common import TensorProto, helper, numpy_helper, onnx_type_of
+from ._common import TensorProto, helper, numpy_helper, onnx_type_of, registrar
 from .. import tensor as _tensor
 from ..autograd._tape import Operator
+from ..autograd.nn import BN_EPSILON
 from ..tensor import Tensor
 
 __all__ = ["EXPORTERS", "exporter"]
@@ -98,12 +99,7 @@ class _Emit:
                           f"exported: {why}")
 
 
-def exporter(*names: str):
-    def deco(fn):
-        for n in names:
-            EXPORTERS[n] = fn
-        return fn
-    return deco
+exporter = registrar(EXPORTERS)
 
 
 # --------------------------------------------------------------------------- handlers
@@ -176,24 +172,18 @@ def _gemm(e: _Emit) -> None:
            transA=int(bool(op.transA)), transB=int(bool(op.transB)))
 
 
-@exporter("LeakyRelu")
-def _leakyrelu(e: _Emit) -> None:
-    e.node("LeakyRelu", e.ins, e.outs, alpha=float(e.op.a))
+def _attributes(onnx_type: str, **attrs: tuple[str, Callable]):
+    """The exporter of a one-node operator whose ONNX attributes are its own attributes,
+    given as `onnx_name=(attribute, convert)`."""
+    def export(e: _Emit) -> None:
+        e.node(onnx_type, e.ins, e.outs, **{k: convert(getattr(e.op, a)) for k, (a, convert) in attrs.items()})
+    return export
 
 
-@exporter("Elu")
-def _elu(e: _Emit) -> None:
-    e.node("Elu", e.ins, e.outs, alpha=float(e.op.alpha))
-
-
-@exporter("SeLU")
-def _selu(e: _Emit) -> None:
-    e.node("Selu", e.ins, e.outs, alpha=float(e.op.alpha), gamma=float(e.op.gamma))
-
-
-@exporter("HardSigmoid")
-def _hardsigmoid(e: _Emit) -> None:
-    e.node("HardSigmoid", e.ins, e.outs, alpha=float(e.op.alpha), beta=float(e.op.gamma))
+exporter("LeakyRelu")(_attributes("LeakyRelu", alpha=("a", float)))
+exporter("Elu")(_attributes("Elu", alpha=("alpha", float)))
+exporter("SeLU")(_attributes("Selu", alpha=("alpha", float), gamma=("gamma", float)))
+exporter("HardSigmoid")(_attributes("HardSigmoid", alpha=("alpha", float), beta=("gamma", float)))
 
 
 def _scalar(v) -> float | None:
@@ -213,20 +203,10 @@ def _clip(e: _Emit) -> None:
     e.node("Clip", ins, e.outs)
 
 
-@exporter("SoftMax")
-def _softmax(e: _Emit) -> None:
-    # singax's softmax is opset 11's: normalised over the whole block shape[axis:]
-    e.node("Softmax", e.ins, e.outs, axis=int(e.op.axis))
-
-
-@exporter("Concat")
-def _concat(e: _Emit) -> None:
-    e.node("Concat", e.ins, e.outs, axis=int(e.op.axis))
-
-
-@exporter("Flatten")
-def _flatten(e: _Emit) -> None:
-    e.node("Flatten", e.ins, e.outs, axis=int(e.op.axis))
+# singax's softmax is opset 11's: normalised over the whole block shape[axis:]
+exporter("SoftMax")(_attributes("Softmax", axis=("axis", int)))
+exporter("Concat")(_attributes("Concat", axis=("axis", int)))
+exporter("Flatten")(_attributes("Flatten", axis=("axis", int)))
 
 
 def _int_list(v) -> list[int]:
@@ -269,7 +249,7 @@ def _unsqueeze(e: _Emit) -> None:
     e.node("Unsqueeze", e.ins, e.outs, axes=[i for i, d in enumerate(dims) if d is None])
 
 
-@exporter("ReduceSum", "ReduceMean")
+@exporter("ReduceSum", "ReduceMean", "ReduceMax")
 def _reduce(e: _Emit) -> None:
     op, rank = e.op, e.rank()
     axes = None if op.axes is None else sorted(a % rank for a in _int_list(op.axes))
@@ -499,7 +479,7 @@ def _batchnorm(e: _Emit) -> None:
     var = _tensor_const(e, rv, "var")
     # ONNX momentum weights the old running value; SINGA's factor weights the new batch value
     e.node("BatchNormalization", [*e.ins, mean, var], e.outs[:1],
-           epsilon=float(getattr(op, "epsilon", 1e-5)), momentum=1.0 - float(op.handle.factor))
+           epsilon=float(getattr(op, "epsilon", BN_EPSILON)), momentum=1.0 - float(op.handle.factor))
 
 
 def _tensor_const(e: _Emit, t: Tensor, hint: str) -> str:
@@ -517,7 +497,7 @@ _GATE_ORDER = {2: [0, 3, 1, 2],   # singax/cuDNN i,f,g,o -> ONNX i,o,f,c
 
 @exporter("_RNN")
 def _rnn(e: _Emit) -> None:
-    from ..autograd.nn import _rnn_blocks
+    from ..autograd.rnn import _rnn_blocks
     op, h = e.op, e.op.handle
     W = e.leaves[3]
     if W is None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import autograd
-from ..autograd.nn import BatchNormHandle, ConvHandle, CudnnRNNHandle, PoolingHandle, _BatchNorm2d, _RNN
+from ..autograd.nn import BN_EPSILON, BatchNormHandle, ConvHandle, PoolingHandle, _BatchNorm2d
+from ..autograd.rnn import _RNN, CudnnRNNHandle
 from ._importers import Imported, _const, _fail, _op, importer
 
 
@@ -138,7 +139,7 @@ def _batchnorm(node, opset):
     if len(node.outputs) > 1 and any(node.outputs[1:]):
         raise _fail(node, "only the Y output is supported (no training-mode statistics outputs)")
     momentum = float(node.getattr("momentum", 0.9))
-    eps = float(node.getattr("epsilon", 1e-5))
+    eps = float(node.getattr("epsilon", BN_EPSILON))
     # ONNX momentum weights the old running value; SINGA's factor weights the new batch value
     op = _BatchNorm2d(None, np.zeros(1, np.float32), np.ones(1, np.float32), name=node.name, epsilon=eps)
 

@@ -64,7 +64,7 @@ def _unsqueeze(node, opset):
     return Imported(node, run, op, values=(1,))
 
 
-@importer("ReduceSum", "ReduceMean")
+@importer("ReduceSum", "ReduceMean", "ReduceMax")
 def _reduce(node, opset):
     keepdims = int(node.getattr("keepdims", 1))
     noop = int(node.getattr("noop_with_empty_axes", 0))
@@ -109,24 +109,20 @@ def _slice(node, opset):
     return Imported(node, run, op, values=(1, 2, 3, 4))
 
 
-@importer("Tile")
-def _tile(node, opset):
-    op = _op("Tile", node=node, repeats=())
+def _ints_from_input(op_type: str, attr: str):
+    """The importer of `op_type`, whose second input (a value) sets the op's int-tuple `attr`."""
+    def build(node, opset):
+        op = _op(op_type, node=node, **{attr: ()})
 
-    def run(x, repeats):
-        op.repeats = tuple(_ints(repeats))
-        return op(x)
-    return Imported(node, run, op, values=(1,))
+        def run(x, value):
+            setattr(op, attr, tuple(_ints(value)))
+            return op(x)
+        return Imported(node, run, op, values=(1,))
+    return build
 
 
-@importer("Expand")
-def _expand(node, opset):
-    op = _op("Expand", node=node, shape=())
-
-    def run(x, shape):
-        op.shape = tuple(_ints(shape))
-        return op(x)
-    return Imported(node, run, op, values=(1,))
+importer("Tile")(_ints_from_input("Tile", "repeats"))
+importer("Expand")(_ints_from_input("Expand", "shape"))
 
 
 @importer("Gather")
@@ -298,6 +294,16 @@ def _cast(node, opset):
     if to not in _ONNX_TO_CODE:
         raise _fail(node, f"cast to {TensorProto.DataType.Name(to)} is not supported")
     return _configured(node, "Cast", to=_ONNX_TO_CODE[to])
+
+
+@importer("CastLike")
+def _cast_like(node, opset):
+    op = _op("Cast", node=node, to=0)
+
+    def run(x, like):
+        op.to = like.dtype   # singax's dtype for like's ONNX type (bool: 1.0/0.0 float32)
+        return op(x)[0]
+    return Imported(node, run, op)
 
 
 @importer("Shape")

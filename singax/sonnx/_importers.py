@@ -14,8 +14,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._common import registrar
 from .. import autograd
 from ..autograd import CLASSES
+from ..autograd.elementwise import SELU_ALPHA, SELU_GAMMA
 from ..tensor import Tensor
 
 __all__ = ["IMPORTERS", "Imported", "UnsupportedNode"]
@@ -46,14 +48,7 @@ class Imported:
 
 
 IMPORTERS: dict[str, Callable] = {}
-
-
-def importer(*op_types: str):
-    def deco(build):
-        for t in op_types:
-            IMPORTERS[t] = build
-        return build
-    return deco
+importer = registrar(IMPORTERS)
 
 
 def _fail(node, why: str) -> UnsupportedNode:
@@ -123,8 +118,8 @@ def _elu(node, opset):
 
 @importer("Selu")
 def _selu(node, opset):
-    return _configured(node, "SeLU", alpha=float(node.getattr("alpha", 1.6732632423543772)),
-                       gamma=float(node.getattr("gamma", 1.0507009873554805)))
+    return _configured(node, "SeLU", alpha=float(node.getattr("alpha", SELU_ALPHA)),
+                       gamma=float(node.getattr("gamma", SELU_GAMMA)))
 
 
 @importer("HardSigmoid")
@@ -186,7 +181,3 @@ def _softmax(node, opset):
         return log(y)[0] if log is not None else y
     return Imported(node, run, op)
 
-
-# The other op families register their builders in IMPORTERS when imported (they import the
-# helpers above, so this import comes last).
-from . import _import_values, _import_nn  # noqa: E402,F401

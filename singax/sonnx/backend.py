@@ -10,13 +10,14 @@ Reshape pattern) are evaluated concretely even inside `Model.compile`'s trace.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import OrderedDict, namedtuple
 from typing import Any, Sequence
 
 import jax
 import numpy as np
 
-from ._common import IMPORT_OPSETS, TensorProto, helper, import_array, numpy_helper, onnx, singa_dtype_of_onnx
+from ._common import _IMPORT_TYPES, IMPORT_OPSETS, TensorProto, helper, import_array, numpy_helper, onnx, singa_dtype_of_onnx
 from ._importers import IMPORTERS, Imported, UnsupportedNode
 from .. import device as _device
 from ..layer import Layer
@@ -95,19 +96,64 @@ def get_op(onnx_node, opset_version: int = 11) -> Imported:
 
 # --------------------------------------------------------------------------- helpers
 def _load(model):
-    if isinstance(model, (bytes, bytearray, str)):
+    if isinstance(model, (bytes, bytearray, str, os.PathLike)):
         try:
-            if isinstance(model, str):
-                return onnx.load(model)
-            return onnx.load_from_string(bytes(model))
-        except OSError:
+            if isinstance(model, (str, os.PathLike)):
+                proto = onnx.load(model, load_external_data=False)
+                _load_external_data(proto, os.path.dirname(os.path.abspath(model)))
+                return proto
+            proto = onnx.load_from_string(bytes(model))
+        except (OSError, ValueError):
             raise
         except Exception as err:   # protobuf's DecodeError and friends
             raise ValueError(f"sonnx.prepare: malformed ONNX model (cannot parse it: {err})") from None
-    if not isinstance(model, onnx.ModelProto):
+    elif isinstance(model, onnx.ModelProto):
+        proto = model
+    else:
         raise TypeError(f"sonnx.prepare: expected an onnx.ModelProto, bytes or a file path, got "
                         f"{type(model).__name__}")
-    return model
+    _load_external_data(proto, None)
+    return proto
+
+
+def _tensors(graph):
+    """Every TensorProto of `graph`: initializers and tensor attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _tensors(g)
+
+
+def _load_external_data(model, folder: str | None) -> None:
+    """Read external tensor data from files inside `folder` (the model file's folder).
+
+    A model given as bytes or a ModelProto has no folder, so external data is refused;
+    a location must be a relative path that stays inside the folder (symlinks resolved).
+    """
+    external = [t for t in _tensors(model.graph) if t.data_location == TensorProto.EXTERNAL]
+    if not external:
+        return
+    if folder is None:
+        raise ValueError(f"sonnx.prepare: tensor {external[0].name!r} keeps its data in an external file, "
+                         "which is read only for a model loaded from a file path (pass the .onnx path)")
+    from onnx import external_data_helper
+    root = os.path.realpath(folder)
+    for t in external:
+        location = next((e.value for e in t.external_data if e.key == "location"), "")
+        target = os.path.realpath(os.path.join(root, location))
+        if (not location or os.path.isabs(location) or ".." in location.replace("\\", "/").split("/")
+                or os.path.commonpath([root, target]) != root or not os.path.isfile(target)):
+            raise ValueError(f"sonnx.prepare: tensor {t.name!r} names external data {location!r}, which is "
+                             f"not a file inside the model folder {folder}")
+        try:
+            external_data_helper.load_external_data_for_tensor(t, root)
+        except Exception as err:
+            raise ValueError(f"sonnx.prepare: cannot read external data {location!r} of tensor "
+                             f"{t.name!r} in {folder}: {err}") from None
 
 
 def _opset(model) -> int:
@@ -152,8 +198,10 @@ def _value_info(vi) -> ValueInfo:
 def _resolve_device(device) -> _device.Device:
     if isinstance(device, _device.Device):
         return device
-    if device is None or str(device).upper() == "CPU":
+    if device is None:
         return _device.get_default_device()
+    if str(device).upper() == "CPU":
+        return _device.create_cpu_device()
     if str(device).upper() in ("CUDA", "GPU") or str(device).upper().startswith("CUDA:"):
         return _device.create_cuda_gpu()
     raise ValueError(f"sonnx: unknown device {device!r}; use 'CPU', 'CUDA' or a singax Device")
@@ -385,12 +433,53 @@ class SingaRep(BackendRep):
 
 
 # --------------------------------------------------------------------------- backend
+def _same(*names: str) -> dict:
+    return {n: n for n in names}
+
+
+# SINGA's table of the ONNX op types its backend imports -> the SINGA operator (or layer)
+# each becomes; ONNX's node test suite is selected from its keys. singax imports more
+# (`supported_ops()`).
+RENAMED_OPERATORS: dict[str, str] = {
+    "Relu": "ReLU", "MatMul": "Matmul", "Softplus": "SoftPlus", "Softsign": "SoftSign",
+    "Neg": "Negative", "Selu": "SeLU", "Softmax": "SoftMax", "Upsample": "UpSample",
+    "Conv": "Conv2d", "MaxPool": "Pooling2d", "AveragePool": "Pooling2d",
+    "BatchNormalization": "BatchNorm2d",
+    **_same("Sigmoid", "Add", "Sum", "Cos", "Cosh", "Sin", "Sinh", "Tan", "Tanh", "Acos", "Acosh",
+            "Asin", "Asinh", "Atan", "Atanh", "Equal", "Less", "Greater", "Sign", "Div", "Sub", "Sqrt",
+            "Log", "Identity", "Mean", "Pow", "PRelu", "Mul", "Max", "Min", "Shape", "And", "Or", "Xor",
+            "Not", "Reciprocal", "NonZero", "Ceil", "Floor", "Abs", "Erf", "Cast", "Split", "Squeeze",
+            "Unsqueeze", "GlobalAveragePool", "LeakyRelu", "ReduceSum", "ReduceMean", "Dropout",
+            "ConstantOfShape", "Transpose", "HardSigmoid", "Elu", "Concat", "Flatten", "DepthToSpace",
+            "SpaceToDepth", "Reshape", "Slice", "Clip", "Gather", "Tile", "OneHot", "Pad", "Expand",
+            "Where", "ScatterElements", "Gemm"),
+}
+
+
 class SingaBackend(Backend):
-    """ONNX backend API (`onnx.backend.base.Backend`) over singax."""
+    """ONNX backend API (`onnx.backend.base.Backend`) over singax.
+
+    `_rename_operators` is SINGA's table of supported ONNX op types (see
+    RENAMED_OPERATORS); every key is importable here.
+    """
+
+    _rename_operators = RENAMED_OPERATORS
 
     @classmethod
-    def prepare(cls, model, device: str = "CPU", **kwargs) -> SingaRep:
-        return prepare(model, device, **kwargs)
+    def is_compatible(cls, model, device: str = "CPU", **kwargs) -> bool:
+        """Whether every tensor the graph declares has an element type singax imports
+        (float, float16, double, bool, int8/16/32/64)."""
+        g = model.graph
+        types = [vi.type.tensor_type.elem_type for vi in list(g.input) + list(g.output)
+                 if vi.type.HasField("tensor_type")]
+        types += [t.data_type for t in g.initializer]
+        return all(t in _IMPORT_TYPES for t in types)
+
+    @classmethod
+    def prepare(cls, model, device: str = "CPU", **kwargs) -> "_TypedRep":
+        """`prepare`, with `run` giving numpy outputs of the element types the graph declares
+        (as the ONNX backend API expects; singax computes bool as 0/1 float32, int64 as int32)."""
+        return _TypedRep(prepare(model, device, **kwargs), model)
 
     @classmethod
     def run_node(cls, node, inputs: Sequence[Any], device: str = "CPU", outputs_info=None,
@@ -400,6 +489,20 @@ class SingaBackend(Backend):
     @classmethod
     def supports_device(cls, device: str) -> bool:
         return str(device).upper().split(":")[0] in ("CPU", "CUDA", "GPU")
+
+
+class _TypedRep(BackendRep):
+    """A SingaRep whose `run` returns numpy arrays cast to the graph's declared output types."""
+
+    def __init__(self, rep: SingaRep, model):
+        self.rep = rep
+        self.types = [helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type)
+                      if o.type.tensor_type.elem_type else None for o in model.graph.output]
+
+    def run(self, inputs, **kwargs) -> list:
+        outs = self.rep.run(inputs, **kwargs)
+        return [np.asarray(o.data if isinstance(o, Tensor) else o).astype(t) if t is not None else o
+                for o, t in zip(outs, self.types)]
 
 
 def run_node(node, inputs: Sequence[Any], device: Any = "CPU", opset_version: int = 11) -> OrderedDict:

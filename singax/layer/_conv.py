@@ -9,10 +9,10 @@ import numpy as np
 from .. import autograd
 from ..autograd import nn as _nn
 from ..tensor import Tensor
-from .base import Layer, _gauss, _need_rank, _new
+from ._base import Layer, _gauss, _need_rank, _new
 
 
-def _pair(owner: str, what: str, v: Any) -> tuple[int, int]:
+def _hw_tuple(owner: str, what: str, v: Any) -> tuple[int, int]:
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         return int(v), int(v)
     if isinstance(v, tuple) and len(v) == 2:
@@ -96,9 +96,9 @@ class Conv2d(Layer):
         if activation not in ("NOTSET", "RELU"):
             raise ValueError(f"Conv2d: activation must be 'NOTSET' or 'RELU', got {activation!r}")
         self.nb_kernels = int(nb_kernels)
-        self.kernel_size = _pair("Conv2d", "kernel_size", kernel_size)
-        self.stride = _pair("Conv2d", "stride", stride)
-        self.dilation = _pair("Conv2d", "dilation", dilation)
+        self.kernel_size = _hw_tuple("Conv2d", "kernel_size", kernel_size)
+        self.stride = _hw_tuple("Conv2d", "stride", stride)
+        self.dilation = _hw_tuple("Conv2d", "dilation", dilation)
         self.padding, self.odd_padding = _padding("Conv2d", padding)
         self.group, self.bias = int(group), bias
         self.pad_mode, self.activation = _pad_mode("Conv2d", pad_mode), activation
@@ -230,8 +230,8 @@ class Pooling2d(Layer):
                  pad_mode: str = "NOTSET"):
         super().__init__()
         owner = type(self).__name__
-        self.kernel_size = _pair(owner, "kernel_size", kernel_size)
-        self.stride = self.kernel_size if stride is None else _pair(owner, "stride", stride)
+        self.kernel_size = _hw_tuple(owner, "kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else _hw_tuple(owner, "stride", stride)
         self.padding, self.odd_padding = _padding(owner, padding)
         self.is_max, self.pad_mode = is_max, _pad_mode(owner, pad_mode)
 

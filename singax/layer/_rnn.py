@@ -8,10 +8,10 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 
 from .. import autograd
-from ..autograd import nn as _nn
+from ..autograd.rnn import CudnnRNNHandle
 from ..initializer import _uniform
 from ..tensor import Tensor
-from .base import Layer, _gauss, _need_rank, _new, _raw
+from ._base import Layer, _gauss, _need_rank, _new, _unlogged_data
 
 
 # --------------------------------------------------------------------------- recurrent
@@ -34,10 +34,17 @@ class RNN_Base(Layer):
                 got = x.shape if isinstance(x, Tensor) else type(x).__name__
                 raise ValueError(f"{label}: expected step {t} of shape ({n}, {self.input_size}), got {got}")
         for what, h in zip(("h0", "c0"), states):
-            if not isinstance(h, Tensor) or h.shape != (n, self.hidden_size):
+            if not isinstance(h, Tensor) or not _broadcasts(h.shape, (n, self.hidden_size)):
                 got = h.shape if isinstance(h, Tensor) else type(h).__name__
-                raise ValueError(f"{label}: expected {what} of shape ({n}, {self.hidden_size}), got {got}")
+                raise ValueError(f"{label}: expected {what} of shape ({n}, {self.hidden_size}) or one "
+                                 f"that broadcasts with it, got {got}")
         return list(xs)
+
+
+def _broadcasts(state: tuple, expected: tuple) -> bool:
+    """Whether a 2-D state broadcasts with (N, hidden_size) in the step's additions, as SINGA
+    allows (e.g. sampling one sequence from a state kept at the training batch)."""
+    return len(state) == 2 and all(a == b or a == 1 or b == 1 for a, b in zip(state, expected))
 
 
 def _warn_unused(owner: str, num_layers, bias, batch_first, dropout, bidirectional) -> None:
@@ -54,7 +61,8 @@ class RNN(RNN_Base):
 
     `RNN(input_size, hidden_size, num_layers=1, nonlinearity="tanh", ...)`;
     `forward(xs, h0)` with xs a list of (N, input_size) tensors and h0 (N, hidden_size)
-    returns `(list_of_h, h_last)`. Wx (in, H) and Wh (H, H) ~ N(0, 1), b (H,) zeros.
+    returns `(list_of_h, h_last)`. A state whose batch (or width) is 1, or x's batch
+    1 against a larger state batch, broadcasts as in SINGA. Wx (in, H) and Wh (H, H) ~ N(0, 1), b (H,) zeros.
     Only one unidirectional layer, as in SINGA (other arguments warn and are ignored).
     """
 
@@ -190,7 +198,7 @@ class CudnnRNN(Layer):
         self.W = W
 
     def _build(self, shape: tuple) -> None:
-        self.handle = _nn.CudnnRNNHandle(self._time_major(shape), self.hidden_size, self.rnn_mode,
+        self.handle = CudnnRNNHandle(self._time_major(shape), self.hidden_size, self.rnn_mode,
                                          self.num_layers, self.bias, self.dropout, self.bidirectional)
         self._shape = shape
 
@@ -213,7 +221,8 @@ class CudnnRNN(Layer):
         state = (self.num_layers * D, x.shape[1], self.hidden_size)
         zeros = None
         if hx is None or cx is None:
-            zeros = Tensor(device=x.device, data=jnp.zeros(state, _raw(self.W).dtype), requires_grad=False)
+            dtype = _unlogged_data(self.W).dtype
+            zeros = Tensor(device=x.device, data=jnp.zeros(state, dtype), requires_grad=False)
         hx, cx = (zeros if hx is None else hx), (zeros if cx is None else cx)
         op = autograd._RNN(self.handle, self.return_sequences, self.use_mask, seq_lengths)
         y = op(x, hx, cx, self.W)[0]

@@ -5,11 +5,12 @@ import math
 from typing import Any, Sequence
 
 import jax.numpy as jnp
+import numpy as np
 
 from .. import autograd
 from ..initializer import _gaussian, _uniform
 from ..tensor import Tensor
-from .base import Layer, _gauss, _need_rank, _new
+from ._base import Layer, _gauss, _need_rank, _new
 
 
 # --------------------------------------------------------------------------- layers with parameters
@@ -28,6 +29,9 @@ class Linear(Layer):
         if args:   # legacy Linear(in, out[, bias])
             self.in_features, self.out_features = out_features, args[0]
         self.bias = args[1] if len(args) > 1 else bias
+        for what, n in (("out_features", self.out_features), ("in_features", self.in_features)):
+            if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+                raise ValueError(f"Linear: {what} must be a positive int, got {n!r}")
 
     def initialize(self, x: Tensor) -> None:
         _need_rank(self, x, (2,), "(N, in_features)", "; flatten it first")

@@ -5,7 +5,7 @@ from typing import Sequence
 
 from .. import autograd
 from ..tensor import Tensor
-from .base import Layer
+from ._base import Layer
 
 
 # --------------------------------------------------------------------------- layers without parameters

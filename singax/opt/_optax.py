@@ -9,7 +9,8 @@ import optax
 
 from .. import tensor
 from ..tensor import Tensor
-from .base import Optimizer, _compute_dtype, _is_tracer
+from .._handle import is_tracer
+from ._base import Optimizer, _compute_dtype
 
 
 # --- any optax transform -----------------------------------------------------------
@@ -70,8 +71,8 @@ class Optax(Optimizer):
         states["state"] = {name: dict(slots) for name, slots in self.state.items()}
         return states
 
-    def set_states(self, states: dict) -> None:
-        super().set_states(states)
+    def _set_states(self, states: dict) -> None:
+        super()._set_states(states)
         for uname, slots in states.get("state", {}).items():
             for key, value in slots.items():
                 self._assign(uname, key, value)
@@ -90,7 +91,7 @@ class Optax(Optimizer):
 
         def make():
             data = param.data
-            p0 = jnp.zeros(param.shape, cdt) if _is_tracer(data) else data.astype(cdt)
+            p0 = jnp.zeros(param.shape, cdt) if is_tracer(data) else data.astype(cdt)
             leaves = jax.tree.leaves(self._tx(lr).init(p0))
             return [jnp.asarray(x, x.dtype) for x in leaves]   # strong dtypes: one signature
         return keys, make

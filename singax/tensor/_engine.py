@@ -1,35 +1,139 @@
-"""Tensor internals: the helpers behind Tensor's methods, random fills, and the element-wise
-engine with SINGA's promotion rules (section 1.7). Re-exported by `singax.tensor`."""
+"""The array level under `singax.tensor`: SINGA's dtype codes, placement on devices,
+argument checks, random fills and SINGA's result-dtype rules. Nothing here knows the
+Tensor class; `_tensor.py` builds on it."""
 from __future__ import annotations
 
 import functools
 import operator
 from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from . import device as _device
 
-from .tensor import (  # noqa: F401
-    _F32, _F64, _I32,
-    _ARRAY_TYPES,
-    _on,
-    _np_input,
-    IndexValueError,
-    Tensor,
-)
+from .. import device as _device
+from .._messages import MSG_VALUE_IN_TRACE
+
+# SINGA dtype codes (float32/float16/int32 are SINGA's; the rest are singax's)
+float32 = 0
+float16 = 1
+int32 = 2
+int8 = 3
+float64 = 4
+uint8 = 5
+bfloat16 = 6
+int64 = 7
+bool_ = 8
+
+_CODE_TO_NP = {
+    float32: np.dtype("float32"), float16: np.dtype("float16"), int32: np.dtype("int32"),
+    int8: np.dtype("int8"), float64: np.dtype("float64"), uint8: np.dtype("uint8"),
+    bfloat16: np.dtype(jnp.bfloat16), int64: np.dtype("int64"), bool_: np.dtype("bool"),
+}
+_NP_TO_CODE = {v: k for k, v in _CODE_TO_NP.items()}
+dtype_name = {code: ("bfloat16" if code == bfloat16 else str(dt)) for code, dt in _CODE_TO_NP.items()}
+dtype_name[bool_] = "bool"
+
+_F32, _F64, _I32 = np.dtype("float32"), np.dtype("float64"), np.dtype("int32")
+
+CTensor = jax.Array
+_ARRAY_TYPES = (jax.Array, jax.core.Tracer)
+
+
+def to_np_dtype(dtype: Any, where: str = "tensor") -> np.dtype:
+    """Map a SINGA dtype code, `'int'`/`'float'`, or a numpy/jax dtype to a numpy dtype."""
+    if isinstance(dtype, (int, np.integer)) and not isinstance(dtype, bool):
+        if int(dtype) not in _CODE_TO_NP:
+            raise ValueError(f"{where}: unknown dtype code {dtype}; known codes: "
+                             + ", ".join(f"{c}={dtype_name[c]}" for c in _CODE_TO_NP))
+        return _CODE_TO_NP[int(dtype)]
+    if isinstance(dtype, str) and dtype in ("int", "float"):
+        return _CODE_TO_NP[int32 if dtype == "int" else float32]
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{where}: unsupported dtype {dtype!r}") from None
+    if dt not in _NP_TO_CODE:
+        raise TypeError(f"{where}: unsupported dtype {dt}; supported: "
+                        + ", ".join(dtype_name[c] for c in _CODE_TO_NP))
+    return dt
+
+
+def to_code(dtype: Any) -> int:
+    """The SINGA dtype code of a numpy/jax dtype (or of a code)."""
+    return _NP_TO_CODE[to_np_dtype(dtype)]
+
+
+def _on(array: Any, dev: "_device.Device"):
+    """Place a concrete array on `dev` (tracers stay as they are)."""
+    if isinstance(array, jax.core.Tracer):
+        return array
+    return jax.device_put(array, dev.jax_device)
+
+
+def _value_in_trace(what: str) -> RuntimeError:
+    return RuntimeError(MSG_VALUE_IN_TRACE.format(what=what))
+
+
+def _np_input(x: Any, where: str) -> np.ndarray:
+    """`x` as a numpy array of a dtype singax can convert by value."""
+    arr = np.asarray(x)
+    if arr.dtype.kind in "OUSVcmM":
+        raise TypeError(f"{where}: unsupported numpy dtype {arr.dtype}; use a numeric or bool array")
+    return arr
+
+
+def _ints_of_shape(shape: Any, where: str) -> tuple:
+    """An int or a sequence of ints as a tuple of ints (any sign)."""
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        return tuple(int(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"{where}: shape must be a sequence of ints, got {shape!r}") from None
+
+
+def _from_host(x: Any, dtype: Any, jax_device: Any, where: str, shape: tuple | None = None) -> jax.Array:
+    """A device array with the values of `x` converted to `dtype`, sharing no memory with `x`.
+
+    XLA:CPU may use an aligned host buffer in place, so the values are first copied into
+    a buffer that only the tensor holds. Integers that do not fit `dtype` raise
+    OverflowError naming its range.
+    """
+    arr = _np_input(x, where)
+    dt = np.dtype(dtype)
+    if dt.kind in "iu" and arr.dtype.kind in "iuf" and arr.size and not np.can_cast(arr.dtype, dt):
+        info = np.iinfo(dt)
+        lo, hi = arr.min(), arr.max()
+        if lo < info.min or hi > info.max:
+            raise OverflowError(f"{where}: values in [{lo}, {hi}] do not fit {dt} "
+                                f"(range [{info.min}, {info.max}])")
+    host = arr.astype(dt, copy=True)   # owned: device_put may keep using it
+    return jax.device_put(host if shape is None else host.reshape(shape), jax_device)
+
+
+def _shape_tuple(shape: Any, where: str) -> tuple:
+    out = _ints_of_shape(shape, where)
+    if any(s < 0 for s in out):
+        raise ValueError(f"{where}: negative dimension in shape {out}")
+    return out
+
+
+def _axis(axis: Any, ndim: int, where: str) -> int:
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"{where}: axis must be an int, got {axis!r}")
+    a = int(axis) + (ndim if axis < 0 else 0)
+    if not 0 <= a < ndim:
+        raise ValueError(f"{where}: axis {axis} out of range for a {ndim}-D tensor")
+    return a
+
+
+class IndexValueError(ValueError, IndexError):
+    """Bad Tensor index: a ValueError as in SINGA, and an IndexError so `for row in t` stops."""
 
 
 # --- helpers ---------------------------------------------------------------
-def _wrap(array, dev, requires_grad: bool = True, creator=None, name: str | None = None) -> Tensor:
-    """A Tensor around an array already on `dev`: the constructor minus its device_put
-    (the hot path of operator outputs, gradients and compiled-step outputs)."""
-    t = Tensor.__new__(Tensor)
-    t._init(array, dev, requires_grad, False, creator, name)
-    return t
-
-
 def _fresh(array, *sources):
     """`array`, copied if it is one of `sources` (so no two tensors share a buffer that
     Model.compile may donate)."""
@@ -62,12 +166,7 @@ def _index_int(v: Any) -> int:
 
 
 def _reshape_target(old: tuple, shape: Any, where: str) -> tuple:
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    try:
-        shape = tuple(int(s) for s in shape)
-    except TypeError:
-        raise TypeError(f"{where}: shape must be a sequence of ints, got {shape!r}") from None
+    shape = _ints_of_shape(shape, where)
     size = int(np.prod(old, dtype=np.int64))
     if shape.count(-1) > 1 or any(s < -1 for s in shape):
         raise ValueError(f"{where}: invalid target shape {shape} (at most one -1, no other negatives)")
@@ -140,20 +239,7 @@ def _bernoulli(key, p, shape, dtype, device=None):
     return _on(out, device) if concrete and device is not None else out
 
 
-def _matrix_vector(m: Tensor, v: Any, column: bool, where: str):
-    """The raw vector of a column/row op, shaped to broadcast over the 2-D `m`."""
-    if not isinstance(m, Tensor) or m.ndim() != 2:
-        raise ValueError(f"{where}: expected a 2-D tensor, got shape {getattr(m, 'shape', None)}")
-    if not isinstance(v, Tensor):
-        raise TypeError(f"{where}: v must be a Tensor, got {type(v).__name__}")
-    n = m.shape[0] if column else m.shape[1]
-    if v.size() != n:
-        kind = "rows" if column else "columns"
-        raise ValueError(f"{where}: v of shape {v.shape} must have {n} elements (the {kind} of {m.shape})")
-    return jnp.reshape(v.data, (n, 1) if column else (1, n))
-
-
-# --- element-wise binary engine (SINGA's promotion, section 1.7) ------------------
+# --- element-wise binary engine (SINGA's promotion rules) ------------------
 def _result_dtype(a: np.dtype, b: np.dtype | None) -> np.dtype:
     """SINGA's result dtype of Tensor⊕Tensor (`b` a dtype) or Tensor⊕scalar (`b` None)."""
     if b is None:
@@ -179,87 +265,3 @@ _KERNELS = {
 # integer results (both operands integer tensors): division truncates like SINGA's cast, // floors
 _INT_KERNELS = {"div": lax.div, "floordiv": jnp.floor_divide}
 _COMPARISONS = frozenset({"lt", "le", "gt", "ge", "eq"})
-
-
-def _operand(x: Any):
-    """(value, dtype or None for a scalar); None when `x` is not a numeric operand."""
-    if isinstance(x, Tensor):
-        return x.data, x._np_dtype()
-    if isinstance(x, (bool, int, float, np.number, np.bool_)):
-        return float(x), None
-    if isinstance(x, _ARRAY_TYPES) or isinstance(x, np.ndarray):
-        if jnp.ndim(x) == 0:
-            return x, None
-        if isinstance(x, np.ndarray):
-            x = jnp.asarray(_np_input(x, "tensor"))
-        return x, np.dtype(x.dtype)
-    return None
-
-
-def _compute(name: str, x: Any, y: Any, where: str, into: tuple | None = None):
-    """The raw result and device of `x <name> y` (at least one a Tensor), or NotImplemented."""
-    ox, oy = _operand(x), _operand(y)
-    if ox is None or oy is None:
-        return NotImplemented, None
-    (a, da), (b, db) = ox, oy
-    if isinstance(x, Tensor) and isinstance(y, Tensor) and x.device is not y.device:
-        raise ValueError(f"{where}: tensors are on different devices ({x.device} and {y.device}); "
-                         "move one with to_device first")
-    if da is not None and db is not None:
-        rt = _result_dtype(da, db)
-        if a.shape != b.shape or (into is not None and a.shape != into):
-            try:
-                out_shape = np.broadcast_shapes(a.shape, b.shape)
-            except ValueError:
-                raise ValueError(f"{where}: shapes {a.shape} and {b.shape} do not broadcast") from None
-            if into is not None and out_shape != into:
-                raise ValueError(f"{where}: result of shape {out_shape} (from {a.shape} and {b.shape}) "
-                                 f"cannot be stored in place into shape {into}")
-    else:
-        rt = _result_dtype(da if da is not None else db, None)
-    if not isinstance(a, float) and a.dtype != rt:
-        a = a.astype(rt)
-    if not isinstance(b, float) and b.dtype != rt:
-        b = b.astype(rt)
-    kernel = _INT_KERNELS.get(name) if rt.kind in "iu" else None
-    out = (kernel or _KERNELS[name])(a, b)
-    if name in _COMPARISONS:
-        out = out.astype(rt)
-    dev = x.device if isinstance(x, Tensor) else y.device
-    return out, dev
-
-
-def _binary(name: str, x: Any, y: Any, where: str):
-    out, dev = _compute(name, x, y, where)
-    if out is NotImplemented:
-        return NotImplemented
-    return _wrap(out, dev)
-
-
-def _inplace(t: Tensor, name: str, x: Any, where: str) -> Tensor:
-    out, _ = _compute(name, t, x, where, into=t.shape)
-    if out is NotImplemented:
-        return NotImplemented
-    dt = t._np_dtype()
-    t.data = out if out.dtype == dt else out.astype(dt)
-    return t
-
-
-def _binary_fn(name: str, x: Any, y: Any, where: str) -> Tensor:
-    """Module-level form: non-Tensor lhs or non-numeric operands are TypeErrors."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{where}: lhs must be a Tensor, got {type(x).__name__}")
-    out = _binary(name, x, y, where)
-    if out is NotImplemented:
-        raise TypeError(f"{where}: rhs must be a Tensor or a number, got {type(y).__name__}")
-    return out
-
-
-def _write(ret: Tensor, result: Tensor, where: str) -> Tensor:
-    """Store `result` into `ret` in place (SINGA's `ret=`/`out=`); same shape required."""
-    if not isinstance(ret, Tensor):
-        raise TypeError(f"{where}: the output must be a Tensor, got {type(ret).__name__}")
-    if ret.shape != result.shape:
-        raise ValueError(f"{where}: result shape {result.shape} does not match the output shape {ret.shape}")
-    ret.data = result.data.astype(ret._np_dtype())
-    return ret

@@ -1,5 +1,4 @@
-"""Tensor arithmetic engine (SINGA promotion rules) and the module-level functions of
-`singax.tensor` (singa-api 1.6). Re-exported by `singax.tensor`; import from there."""
+"""The module-level functions of `singax.tensor` (SINGA's `tensor.add`, `tensor.mult`, ...)."""
 from __future__ import annotations
 
 import functools
@@ -9,32 +8,36 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from . import device as _device
+from .. import device as _device
+from .._ctensor import CTensor as _CTensor
 
-from .tensor import (  # noqa: F401
-    _F32, _F64, _I32,
-    float32,
-    dtype_name,
-    _ARRAY_TYPES,
-    to_np_dtype,
-    _on,
-    _is_tracer,
-    _value_in_trace,
-    _np_input,
-    _axis,
-    Tensor,
-)
+from .._handle import is_tracer
+from ._engine import (_ARRAY_TYPES, _F32, _F64, _I32, _axis, _float_of, _fresh, _from_host,
+                      _np_input, _on, _result_dtype, _value_in_trace, dtype_name, float32, to_np_dtype)
+from ._tensor import Tensor, _binary, _inplace, _matrix_vector, _wrap
 
-from ._tensor_engine import (  # noqa: E402,F401
-    _wrap,
-    _fresh,
-    _float_of,
-    _matrix_vector,
-    _result_dtype,
-    _inplace,
-    _binary_fn,
-    _write,
-)
+
+def _binary_fn(name: str, x: Any, y: Any, where: str) -> Tensor:
+    """Module-level form: non-Tensor lhs or non-numeric operands are TypeErrors."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{where}: lhs must be a Tensor, got {type(x).__name__}")
+    out = _binary(name, x, y, where)
+    if out is NotImplemented:
+        raise TypeError(f"{where}: rhs must be a Tensor or a number, got {type(y).__name__}")
+    return out
+
+
+def _write(ret: Tensor | None, result: Tensor, where: str) -> Tensor:
+    """`result`, or with `ret` given (SINGA's `ret=`/`out=`), `result` stored into `ret` in
+    place (same shape required) and `ret`."""
+    if ret is None:
+        return result
+    if not isinstance(ret, Tensor):
+        raise TypeError(f"{where}: the output must be a Tensor, got {type(ret).__name__}")
+    if ret.shape != result.shape:
+        raise ValueError(f"{where}: result shape {result.shape} does not match the output shape {ret.shape}")
+    ret.data = result.data.astype(ret._np_dtype())
+    return ret
 
 
 PlaceHolder = Tensor
@@ -53,33 +56,33 @@ def from_numpy(np_array: Any, dev: "_device.Device | None" = None) -> Tensor:
         to_np_dtype(target, "from_numpy")
         return Tensor(device=dev, data=_fresh(np_array.astype(target), np_array))
     arr = _np_input(np_array, "from_numpy")
-    if arr.dtype == np.float64:
-        arr = arr.astype(np.float32)
-    elif arr.dtype == np.int64:
-        arr = arr.astype(np.int32)
-    dt = to_np_dtype(arr.dtype, "from_numpy")
-    return Tensor(device=dev, data=arr, dtype=dt)
+    target = {_F64: _F32, np.dtype("int64"): _I32}.get(arr.dtype, arr.dtype)
+    dt = to_np_dtype(target, "from_numpy")
+    dev = dev if dev is not None else _device.get_default_device()
+    return _wrap(_from_host(arr, dt, dev.jax_device, "from_numpy"), dev)
 
 
 def to_numpy(t: Tensor) -> np.ndarray:
     """A numpy copy of `t` (its shape and dtype)."""
     data = t.data
-    if _is_tracer(data):
+    if is_tracer(data):
         raise _value_in_trace("tensor.to_numpy")
     return np.array(data)
 
 
 def to_host(t: Tensor) -> Tensor:
-    """A copy of `t` on the default host device."""
+    """A copy of `t` on the host CPU device."""
     ret = t.clone()
     ret.to_host()
     return ret
 
 
 def from_raw_tensor(t: Any) -> Tensor:
-    """Wrap a raw jax array (its device kept) in a Tensor with default flags."""
+    """Wrap a raw jax array or CTensor (its device kept) in a Tensor with default flags."""
+    if type(t) is _CTensor:
+        t = t.value
     if not isinstance(t, _ARRAY_TYPES):
-        raise TypeError(f"from_raw_tensor: expected a jax.Array, got {type(t).__name__}")
+        raise TypeError(f"from_raw_tensor: expected a jax.Array or a CTensor, got {type(t).__name__}")
     return Tensor(data=t)
 
 
@@ -213,13 +216,13 @@ def sum(t: Tensor, axis: Any = None, out: Tensor | None = None) -> Tensor:
     if res.ndim == 0:
         res = jnp.reshape(res, (1, 1))
     ret = t._new(res)
-    return ret if out is None else _write(out, ret, "sum")
+    return _write(out, ret, "sum")
 
 
 def pow(t: Tensor, x: Any, out: Tensor | None = None) -> Tensor:
     """Element-wise t ** x (x a number or a broadcastable Tensor); written into `out` if given."""
     ret = _binary_fn("pow", t, x, "pow")
-    return ret if out is None else _write(out, ret, "pow")
+    return _write(out, ret, "pow")
 
 
 def average(t: Tensor, axis: int | None = None):
@@ -248,7 +251,7 @@ def softmax(t: Tensor, out: Tensor | None = None) -> Tensor:
                          "use autograd.softmax(x, axis) for higher ranks")
     x = t.data.astype(_float_of(t._np_dtype()))
     ret = t._new(jax.nn.softmax(x, axis=-1 if t.ndim() == 2 else None))
-    return ret if out is None else _write(out, ret, "softmax")
+    return _write(out, ret, "softmax")
 
 
 def lt(t: Tensor, x: Any) -> Tensor:
@@ -278,26 +281,22 @@ def eq(t: Tensor, x: Any) -> Tensor:
 
 def add(lhs: Tensor, rhs: Any, ret: Tensor | None = None) -> Tensor:
     """lhs + rhs; written into `ret` (same shape) and returned if given."""
-    out = _binary_fn("add", lhs, rhs, "add")
-    return out if ret is None else _write(ret, out, "add")
+    return _write(ret, _binary_fn("add", lhs, rhs, "add"), "add")
 
 
 def sub(lhs: Tensor, rhs: Any, ret: Tensor | None = None) -> Tensor:
     """lhs - rhs; written into `ret` (same shape) and returned if given."""
-    out = _binary_fn("sub", lhs, rhs, "sub")
-    return out if ret is None else _write(ret, out, "sub")
+    return _write(ret, _binary_fn("sub", lhs, rhs, "sub"), "sub")
 
 
 def eltwise_mult(lhs: Tensor, rhs: Any, ret: Tensor | None = None) -> Tensor:
     """lhs * rhs element-wise; written into `ret` (same shape) and returned if given."""
-    out = _binary_fn("mul", lhs, rhs, "eltwise_mult")
-    return out if ret is None else _write(ret, out, "eltwise_mult")
+    return _write(ret, _binary_fn("mul", lhs, rhs, "eltwise_mult"), "eltwise_mult")
 
 
 def div(lhs: Tensor, rhs: Any, ret: Tensor | None = None) -> Tensor:
     """lhs / rhs; written into `ret` (same shape) and returned if given."""
-    out = _binary_fn("div", lhs, rhs, "div")
-    return out if ret is None else _write(ret, out, "div")
+    return _write(ret, _binary_fn("div", lhs, rhs, "div"), "div")
 
 
 def mult(A: Tensor, B: Tensor, C: Tensor | None = None, alpha: float = 1.0, beta: float = 0.0) -> Tensor:
@@ -489,8 +488,7 @@ def copy_from_numpy(data: Any, np_array: Any):
     arr = _np_input(np_array, "copy_from_numpy")
     if arr.size != data.size:
         raise ValueError(f"copy_from_numpy: array of shape {arr.shape} does not fit raw shape {data.shape}")
-    new = jnp.asarray(arr.astype(np.dtype(data.dtype)).reshape(data.shape))
-    if _is_tracer(data):
-        return new
-    return jax.device_put(new, next(iter(data.devices())))
+    if is_tracer(data):
+        return jnp.asarray(arr.astype(np.dtype(data.dtype)).reshape(data.shape))
+    return _from_host(arr, data.dtype, next(iter(data.devices())), "copy_from_numpy", data.shape)
 

@@ -3,6 +3,7 @@ update per configuration."""
 from __future__ import annotations
 
 import collections
+import sys
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -12,7 +13,7 @@ import optax
 from .. import tensor
 from .._handle import concrete
 from ..tensor import Tensor
-from .base import Optimizer, _compute_dtype, _require
+from ._base import Optimizer, _compute_dtype, _require
 
 _LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
@@ -25,23 +26,49 @@ TRACE_COUNTS: collections.Counter = collections.Counter()
 _UPDATES: dict[tuple, Callable] = {}
 
 
-def _compiled(key: tuple, build: Callable) -> Callable:
-    """The jitted `(p, g, slots, hyper) -> (p, slots)` for one optimizer configuration.
+def _update_fn(key: tuple, build: Callable) -> Callable:
+    """The pure `(p, g, slots, hyper) -> (p, slots)` of one optimizer configuration.
 
     `build(*hyper_scalars)` returns the optax transform; its state leaves are the slots.
     """
+    def update(p, g, slots, hyper):
+        TRACE_COUNTS[key] += 1
+        cdt = _compute_dtype(p.dtype)
+        pc, gc = p.astype(cdt), g.astype(cdt)
+        tx = build(*[h.reshape(()).astype(cdt) for h in hyper])
+        treedef = jax.tree.structure(jax.eval_shape(tx.init, pc))
+        updates, state = tx.update(gc, jax.tree.unflatten(treedef, list(slots)), pc)
+        return (pc + updates).astype(p.dtype), tuple(jax.tree.leaves(state))
+    return update
+
+
+def _compiled(key: tuple, build: Callable) -> Callable:
+    """The jitted update of one parameter for one optimizer configuration."""
     fn = _UPDATES.get(key)
     if fn is None:
-        def update(p, g, slots, hyper):
-            TRACE_COUNTS[key] += 1
-            cdt = _compute_dtype(p.dtype)
-            pc, gc = p.astype(cdt), g.astype(cdt)
-            tx = build(*[h.reshape(()).astype(cdt) for h in hyper])
-            treedef = jax.tree.structure(jax.eval_shape(tx.init, pc))
-            updates, state = tx.update(gc, jax.tree.unflatten(treedef, list(slots)), pc)
-            return (pc + updates).astype(p.dtype), tuple(jax.tree.leaves(state))
-        fn = _UPDATES[key] = jax.jit(update)
+        fn = _UPDATES[key] = jax.jit(_update_fn(key, build))
     return fn
+
+
+def _compiled_many(key: tuple, build: Callable, donate: bool) -> Callable:
+    """The jitted update of a list of parameters in one program (slot buffers donated if asked)."""
+    fn = _UPDATES.get(("many", donate) + key)
+    if fn is None:
+        one = _update_fn(("many",) + key, build)
+
+        def update_many(ps, gs, slots, hyper):
+            out = [one(p, g, s, hyper) for p, g, s in zip(ps, gs, slots)]
+            return [o[0] for o in out], [o[1] for o in out]
+        fn = _UPDATES[("many", donate) + key] = jax.jit(update_many, donate_argnums=(2,) if donate else ())
+    return fn
+
+
+_OWNED_REFS = 4   # a slot array referenced only by its Tensor (+ the tuple, the loop, the call)
+
+
+def _only_held_by_slots(slot_arrays: list) -> bool:
+    """True when no one but the slot Tensors holds these arrays, so donating them is unseen."""
+    return all(sys.getrefcount(a) <= _OWNED_REFS for t in slot_arrays for a in t)
 
 
 class _Builtin(Optimizer):
@@ -52,9 +79,47 @@ class _Builtin(Optimizer):
 
     def apply(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
         """Update `param_value` (and its slots) in place: one jitted call."""
+        self._update_one(param_value, param_grad, self._prepare(param_name, param_value, param_grad))
+
+    def call(self, loss: Tensor) -> None:
+        """Backward from `loss`, then update every parameter in one jitted program.
+
+        Each parameter is checked and gets its slots as backward yields it; the update
+        runs once backward is done (no gradient depends on a parameter's new value).
+        """
+        if (type(self).apply is not _Builtin.apply or self.dtype == tensor.float16
+                or loss.data.dtype == jnp.float16):
+            return super().call(loss)
+        from .. import autograd
+        pairs = []
+        for p, g in autograd.backward(loss):
+            if p.name is None:
+                p.name = str(id(p))
+            pairs.append((p, g, self._prepare(p.name, p, g)))
+        if any(prep[0] is not None for _, _, prep in pairs):   # float32 master copies
+            for p, g, prep in pairs:
+                self._update_one(p, g, prep)
+            return
+        if not pairs:
+            return
+        key, build, hypers, _ = self._cfg
+        slot_arrays = [tuple(s.data for s in prep[1]) for _, _, prep in pairs]
+        new_ps, new_slots = _compiled_many(key, build, _only_held_by_slots(slot_arrays))(
+            [p.data for p, _, _ in pairs], [g.data for _, g, _ in pairs], slot_arrays,
+            tuple(t.data for t in hypers))
+        for (p, _, (_, slots)), new_p, new_s in zip(pairs, new_ps, new_slots):
+            p.data = new_p
+            for s, a in zip(slots, new_s):
+                s.data = a
+
+    def _check_param(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
         self._check_pair(param_name, param_value, param_grad)
+
+    def _prepare(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> tuple:
+        """Check one update and return (its float32 master slot or None, its other slots)."""
+        self._check_param(param_name, param_value, param_grad)
         self._follow(param_value)
-        key, build, hypers, slot_names = self._cfg
+        _, _, _, slot_names = self._cfg
         cdt = _compute_dtype(param_value.data.dtype)
         shape = param_value.shape
         low = param_value.data.dtype in _LOW_PRECISION
@@ -63,12 +128,15 @@ class _Builtin(Optimizer):
         slots = self._slots(param_name, param_value, keys,
                             lambda: [jnp.zeros(shape, cdt) for _ in slot_names]
                             + ([jnp.asarray(concrete(param_value), cdt)] if low else []))
-        master = slots[-1] if low else None
-        slots = slots[:-1] if low else slots
-        new_p, new_slots = _compiled(key, build)(master.data if low else param_value.data, param_grad.data,
-                                                 tuple(s.data for s in slots),
+        return (slots[-1], slots[:-1]) if low else (None, slots)
+
+    def _update_one(self, param_value: Tensor, param_grad: Tensor, prepared: tuple) -> None:
+        key, build, hypers, _ = self._cfg
+        master, slots = prepared
+        new_p, new_slots = _compiled(key, build)(master.data if master is not None else param_value.data,
+                                                 param_grad.data, tuple(s.data for s in slots),
                                                  tuple(t.data for t in hypers))
-        if low:
+        if master is not None:
             master.data = new_p
             new_p = new_p.astype(param_value.data.dtype)
         param_value.data = new_p
@@ -81,8 +149,8 @@ class _Builtin(Optimizer):
             states[attr] = dict(getattr(self, attr))
         return states
 
-    def set_states(self, states: dict) -> None:
-        super().set_states(states)
+    def _set_states(self, states: dict) -> None:
+        super()._set_states(states)
         for attr in self._slot_attrs + ("master",):
             for uname, value in states.get(attr, {}).items():
                 self._assign(uname, attr, value)
@@ -201,13 +269,13 @@ class SGD(_Builtin):
                      (self.lr_value, self.mom_value, self.dam_value, self.decay_value),
                      ("moments",) if has_mom else ())
 
-    def apply(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
+    def _check_param(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
         if isinstance(param_value, Tensor) and param_value.dtype != self.dtype:
             raise TypeError(f"SGD.apply: parameter {param_name!r} has dtype "
                             f"{tensor.dtype_name[param_value.dtype]} but this SGD was created with "
                             f"dtype={tensor.dtype_name[self.dtype]}; pass SGD(..., "
                             f"dtype=tensor.{tensor.dtype_name[param_value.dtype]})")
-        super().apply(param_name, param_value, param_grad)
+        super()._check_param(param_name, param_value, param_grad)
 
 
 class RMSProp(_Builtin):

@@ -1,143 +1,38 @@
-"""SINGA's Tensor: a mutable handle on an immutable jax.Array.
-
-`Tensor.data` is a `jax.Array`; in-place methods (`set_value`, `gaussian`,
-`copy_from_numpy`, `+=`, optimizer updates) rebind it. Methods, module functions
-and Python operators are not tracked by autograd (use `singax.autograd` ops for
-that): their results are fresh tensors with default flags.
-
-Result dtypes follow SINGA: Tensor⊕Tensor of two float32 is float32, of two
-identical integer dtypes stays integer, anything else is float32 (float64 if
-either side is float64); Tensor⊕scalar is float32 (float64 for a float64 tensor).
-Comparisons return 1/0 in that dtype, never bool.
-
-SINGA: `reshape`, `transpose`, `T` and `copy` share storage with their input;
-jax arrays are immutable, so here they are copies and a later in-place update of
-one tensor is not seen by the other.
-"""
+"""The Tensor class, its methods and its Python operators (described in `singax.tensor`)."""
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import operator
 import re
 import warnings
+import weakref
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
-from . import device as _device
-from ._handle import Handle
+from .. import device as _device
+from .._ctensor import CTensor as _CTensor
+from .._handle import Handle, is_tracer
+from ._engine import (_ARRAY_TYPES, _COMPARISONS, _INT_KERNELS, _KERNELS, _NP_TO_CODE,
+                      IndexValueError, _bernoulli, _device_of, _fill_value, _float_of, _fresh, _from_host,
+                      _index_int, _axis, _normal, _np_input, _on, _reshape_target,
+                      _result_dtype, _shape_tuple, _true_div, _uniform, _value_in_trace,
+                      dtype_name, float32, to_np_dtype)
 
-# SINGA dtype codes (float32/float16/int32 are SINGA's; the rest are singax's)
-float32 = 0
-float16 = 1
-int32 = 2
-int8 = 3
-float64 = 4
-uint8 = 5
-bfloat16 = 6
-int64 = 7
-bool_ = 8
-
-_CODE_TO_NP = {
-    float32: np.dtype("float32"), float16: np.dtype("float16"), int32: np.dtype("int32"),
-    int8: np.dtype("int8"), float64: np.dtype("float64"), uint8: np.dtype("uint8"),
-    bfloat16: np.dtype(jnp.bfloat16), int64: np.dtype("int64"), bool_: np.dtype("bool"),
-}
-_NP_TO_CODE = {v: k for k, v in _CODE_TO_NP.items()}
-dtype_name = {code: ("bfloat16" if code == bfloat16 else str(dt)) for code, dt in _CODE_TO_NP.items()}
-dtype_name[bool_] = "bool"
-
-_F32, _F64, _I32 = np.dtype("float32"), np.dtype("float64"), np.dtype("int32")
-
-CTensor = jax.Array
 _dummy_count = itertools.count()
 _DUMMY = re.compile(r"Dummy#\d+")
-_ARRAY_TYPES = (jax.Array, jax.core.Tracer)
-
-
-def to_np_dtype(dtype: Any, where: str = "tensor") -> np.dtype:
-    """Map a SINGA dtype code, `'int'`/`'float'`, or a numpy/jax dtype to a numpy dtype."""
-    if isinstance(dtype, (int, np.integer)) and not isinstance(dtype, bool):
-        if int(dtype) not in _CODE_TO_NP:
-            raise ValueError(f"{where}: unknown dtype code {dtype}; known codes: "
-                             + ", ".join(f"{c}={dtype_name[c]}" for c in _CODE_TO_NP))
-        return _CODE_TO_NP[int(dtype)]
-    if isinstance(dtype, str) and dtype in ("int", "float"):
-        return _CODE_TO_NP[int32 if dtype == "int" else float32]
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"{where}: unsupported dtype {dtype!r}") from None
-    if dt not in _NP_TO_CODE:
-        raise TypeError(f"{where}: unsupported dtype {dt}; supported: "
-                        + ", ".join(dtype_name[c] for c in _CODE_TO_NP))
-    return dt
-
-
-def to_code(dtype: Any) -> int:
-    """The SINGA dtype code of a numpy/jax dtype (or of a code)."""
-    return _NP_TO_CODE[to_np_dtype(dtype)]
-
-
-def _on(array: Any, dev: "_device.Device"):
-    """Place a concrete array on `dev` (tracers stay as they are)."""
-    if isinstance(array, jax.core.Tracer):
-        return array
-    return jax.device_put(array, dev.jax_device)
-
-
-def _is_tracer(x: Any) -> bool:
-    return isinstance(x, jax.core.Tracer)
-
-
-def _value_in_trace(what: str) -> RuntimeError:
-    from . import model
-    msg = getattr(model, "MSG_VALUE_IN_TRACE", "{what}: cannot read a tensor value inside a compiled step")
-    return RuntimeError(msg.format(what=what))
-
-
-def _np_input(x: Any, where: str) -> np.ndarray:
-    """`x` as a numpy array of a dtype singax can convert by value."""
-    arr = np.asarray(x)
-    if arr.dtype.kind in "OUSVcmM":
-        raise TypeError(f"{where}: unsupported numpy dtype {arr.dtype}; use a numeric or bool array")
-    return arr
-
-
-def _shape_tuple(shape: Any, where: str) -> tuple:
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    try:
-        out = tuple(int(s) for s in shape)
-    except TypeError:
-        raise TypeError(f"{where}: shape must be a sequence of ints, got {shape!r}") from None
-    if any(s < 0 for s in out):
-        raise ValueError(f"{where}: negative dimension in shape {out}")
-    return out
-
-
-def _axis(axis: Any, ndim: int, where: str) -> int:
-    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
-        raise TypeError(f"{where}: axis must be an int, got {axis!r}")
-    a = int(axis) + (ndim if axis < 0 else 0)
-    if not 0 <= a < ndim:
-        raise ValueError(f"{where}: axis {axis} out of range for a {ndim}-D tensor")
-    return a
 
 
 @functools.cache
 def _dummy_class():
     """autograd's leaf operator (imported on first use: autograd imports this module)."""
-    from .autograd._tape import Dummy
+    from ..autograd._tape import Dummy  # layering: a Tensor's creator is the tape's leaf (the one cycle)
     return Dummy
 
-
-class IndexValueError(ValueError, IndexError):
-    """Bad Tensor index: a ValueError as in SINGA, and an IndexError so `for row in t` stops."""
 
 
 class Tensor(Handle):
@@ -168,11 +63,14 @@ class Tensor(Handle):
             arr = _on(jnp.zeros(_shape_tuple(shape, "Tensor"), to_np_dtype(dtype, "Tensor")), dev)
         elif isinstance(data, _ARRAY_TYPES):
             arr = data if device is None else _on(data, dev)
-            if device is None and not _is_tracer(data):
+            if device is None and not is_tracer(data):
                 dev = _device_of(data)
+        elif type(data) is _CTensor:
+            arr = data.value if device is None else _on(data.value, dev)
+            if device is None:
+                dev = _device_of(arr)
         else:
-            np_data = _np_input(data, "Tensor")
-            arr = _on(np_data.astype(to_np_dtype(dtype, "Tensor"), copy=False), dev)
+            arr = _from_host(data, to_np_dtype(dtype, "Tensor"), dev.jax_device, "Tensor")
         self._init(arr, dev, requires_grad, stores_grad, creator, name)
 
     def _init(self, arr, dev, requires_grad: bool = True, stores_grad: bool = False,
@@ -278,8 +176,8 @@ class Tensor(Handle):
         self.device = device
 
     def to_host(self) -> None:
-        """Move the data to the default host device in place."""
-        self.to_device(_device.get_default_device())
+        """Move the data to the host CPU device in place."""
+        self.to_device(_device.create_cpu_device())
 
     # --- norms -----------------------------------------------------------
     def l1(self) -> float:
@@ -294,7 +192,7 @@ class Tensor(Handle):
 
     def _concrete(self, what: str):
         data = self.data
-        if _is_tracer(data):
+        if is_tracer(data):
             raise _value_in_trace(what)
         return data
 
@@ -342,7 +240,8 @@ class Tensor(Handle):
         if arr.size != self.size():
             raise ValueError(f"Tensor.copy_from_numpy: array of shape {arr.shape} ({arr.size} elements) "
                              f"does not fit a tensor of shape {self.shape} ({self.size()} elements)")
-        self.data = _on(arr.astype(self._np_dtype()).reshape(self.shape), self.device)
+        self.data = _from_host(arr, self._np_dtype(), self.device.jax_device, "Tensor.copy_from_numpy",
+                               self.shape)
 
     def copy_data(self, t: "Tensor") -> None:
         """Copy the values of `t` (same element count and dtype; any device) into self."""
@@ -374,8 +273,20 @@ class Tensor(Handle):
         return self.clone()
 
     def copy(self) -> "Tensor":
-        """A new tensor with the same values. SINGA: shares storage; here it is a copy."""
-        return self.clone()
+        """A tensor sharing self's values (SINGA's shallow copy shares the data block): an
+        in-place update of either (`+=`, `set_value`, `copy_from_numpy`...) is seen by both.
+        `deepcopy` and `clone` give an independent tensor. Each keeps its own buffer; writes
+        are passed on to the others."""
+        twin = self._new(self.__dict__["_data"])
+        peers = self.__dict__.get("_peers")
+        if peers is None:
+            peers = self.__dict__["_peers"] = [weakref.ref(self)]
+            self.__class__ = _SharedTensor
+        peers[:] = [r for r in peers if r() is not None]
+        peers.append(weakref.ref(twin))
+        twin.__dict__["_peers"] = peers
+        twin.__class__ = _SharedTensor
+        return twin
 
     def repeat(self, repeats: Any, axis: int | None) -> "Tensor":
         """numpy.repeat: `axis=None` flattens; a sequence of repeats needs an axis and one entry per element."""
@@ -535,7 +446,7 @@ class Tensor(Handle):
 
     def __repr__(self) -> str:
         try:
-            body = np.array2string(to_numpy(self))
+            body = np.array2string(np.array(self._concrete("Tensor.__repr__")))
         except Exception:
             body = repr(self.__dict__["_data"])
         return f"{body}, {dtype_name.get(self.dtype, self.dtype)}"
@@ -545,36 +456,126 @@ class Tensor(Handle):
         return _wrap(_fresh(array, self.__dict__["_data"]), self.device)
 
 
-from ._tensor_engine import (  # noqa: E402,F401
-    _wrap,
-    _fresh,
-    _device_of,
-    _float_of,
-    _index_int,
-    _reshape_target,
-    _fill_value,
-    _bucket,
-    _flat_sample,
-    _sample,
-    _normal,
-    _uniform,
-    _bernoulli,
-    _matrix_vector,
-    _result_dtype,
-    _true_div,
-    _KERNELS,
-    _INT_KERNELS,
-    _COMPARISONS,
-    _operand,
-    _compute,
-    _binary,
-    _inplace,
-    _binary_fn,
-    _write,
-)
-from ._tensor_functions import *  # noqa: E402,F401,F403
-from ._tensor_functions import (  # noqa: E402,F401
-    _unary,
-    _sum_axes,
-    _scaled_add,
-)
+def _wrap(array, dev, requires_grad: bool = True, creator=None, name: str | None = None) -> Tensor:
+    """A Tensor around an array already on `dev`: the constructor minus its device_put
+    (the hot path of operator outputs, gradients and compiled-step outputs)."""
+    t = Tensor.__new__(Tensor)
+    t._init(array, dev, requires_grad, False, creator, name)
+    return t
+
+
+def _matrix_vector(m: Tensor, v: Any, column: bool, where: str):
+    """The raw vector of a column/row op, shaped to broadcast over the 2-D `m`."""
+    if not isinstance(m, Tensor) or m.ndim() != 2:
+        raise ValueError(f"{where}: expected a 2-D tensor, got shape {getattr(m, 'shape', None)}")
+    if not isinstance(v, Tensor):
+        raise TypeError(f"{where}: v must be a Tensor, got {type(v).__name__}")
+    n = m.shape[0] if column else m.shape[1]
+    if v.size() != n:
+        kind = "rows" if column else "columns"
+        raise ValueError(f"{where}: v of shape {v.shape} must have {n} elements (the {kind} of {m.shape})")
+    return jnp.reshape(v.data, (n, 1) if column else (1, n))
+
+
+# --- element-wise binary operators (SINGA's promotion rules) ----------------
+def _operand(x: Any):
+    """(value, dtype or None for a scalar); None when `x` is not a numeric operand."""
+    if isinstance(x, Tensor):
+        return x.data, x._np_dtype()
+    if isinstance(x, (bool, int, float, np.number, np.bool_)):
+        return float(x), None
+    if isinstance(x, _ARRAY_TYPES) or isinstance(x, np.ndarray):
+        if jnp.ndim(x) == 0:
+            return x, None
+        if isinstance(x, np.ndarray):
+            x = jnp.asarray(_np_input(x, "tensor"))
+        return x, np.dtype(x.dtype)
+    return None
+
+
+def _compute(name: str, x: Any, y: Any, where: str, into: tuple | None = None):
+    """The raw result and device of `x <name> y` (at least one a Tensor), or NotImplemented."""
+    ox, oy = _operand(x), _operand(y)
+    if ox is None or oy is None:
+        return NotImplemented, None
+    (a, da), (b, db) = ox, oy
+    if isinstance(x, Tensor) and isinstance(y, Tensor) and x.device is not y.device:
+        raise ValueError(f"{where}: tensors are on different devices ({x.device} and {y.device}); "
+                         "move one with to_device first")
+    if da is not None and db is not None:
+        rt = _result_dtype(da, db)
+        if a.shape != b.shape or (into is not None and a.shape != into):
+            try:
+                out_shape = np.broadcast_shapes(a.shape, b.shape)
+            except ValueError:
+                raise ValueError(f"{where}: shapes {a.shape} and {b.shape} do not broadcast") from None
+            if into is not None and out_shape != into:
+                raise ValueError(f"{where}: result of shape {out_shape} (from {a.shape} and {b.shape}) "
+                                 f"cannot be stored in place into shape {into}")
+    else:
+        rt = _result_dtype(da if da is not None else db, None)
+    if not isinstance(a, float) and a.dtype != rt:
+        a = a.astype(rt)
+    if not isinstance(b, float) and b.dtype != rt:
+        b = b.astype(rt)
+    kernel = _INT_KERNELS.get(name) if rt.kind in "iu" else None
+    out = (kernel or _KERNELS[name])(a, b)
+    if name in _COMPARISONS:
+        out = out.astype(rt)
+    dev = x.device if isinstance(x, Tensor) else y.device
+    return out, dev
+
+
+def _binary(name: str, x: Any, y: Any, where: str):
+    out, dev = _compute(name, x, y, where)
+    if out is NotImplemented:
+        return NotImplemented
+    return _wrap(out, dev)
+
+
+def _inplace(t: Tensor, name: str, x: Any, where: str) -> Tensor:
+    out, _ = _compute(name, t, x, where, into=t.shape)
+    if out is NotImplemented:
+        return NotImplemented
+    dt = t._np_dtype()
+    t.data = out if out.dtype == dt else out.astype(dt)
+    return t
+
+
+class _SharedTensor(Tensor):
+    """A Tensor made by or given to `Tensor.copy`: writing `data` also writes (a copy of)
+    the value into every other live tensor of the group of the same shape."""
+
+    @property
+    def data(self):
+        return Handle.data.fget(self)
+
+    @data.setter
+    def data(self, value) -> None:
+        Handle.data.fset(self, value)
+        for ref in self.__dict__["_peers"]:
+            peer = ref()
+            if peer is not None and peer is not self and peer.shape == tuple(value.shape):
+                Handle.data.fset(peer, jnp.array(value, copy=True))
+
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        new = Tensor.__new__(Tensor)
+        memo[id(self)] = new
+        state = {k: v for k, v in self.__dict__.items() if k != "_peers"}
+        new.__dict__.update(copy.deepcopy(state, memo))
+        return new
+
+
+def _owned_copy(value: Any, dtype: Any, jax_device: Any, where: str) -> Any:
+    """A private copy of `value` (Tensor, jax array or array-like) as `dtype` on `jax_device`.
+
+    State assigned from outside never shares a buffer with the caller, so a compiled
+    step may donate it. Tracers (inside a compiled step) are converted, not copied.
+    """
+    if isinstance(value, Tensor):
+        value = value.data
+    if is_tracer(value):
+        return value.astype(dtype)
+    if isinstance(value, jax.Array):
+        return jax.device_put(jnp.array(value, dtype=dtype, copy=True), jax_device)
+    return _from_host(value, dtype, jax_device, where)

@@ -12,8 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import autograd
+from .._handle import is_tracer
 from ..initializer import _gaussian
 from ..tensor import Tensor
+from ..tensor._tensor import _owned_copy
 
 # Layer bookkeeping kept in __dict__ (never scanned for sublayers).
 _INTERNAL = frozenset(("name", "_initialized", "_parent", "_layers", "_tensors", "_param_attrs",
@@ -21,25 +23,21 @@ _INTERNAL = frozenset(("name", "_initialized", "_parent", "_layers", "_tensors",
 
 
 # --------------------------------------------------------------------------- helpers
-def _raw(t: Tensor):
+def _unlogged_data(t: Tensor):
     """The array of `t` without logging a read (only metadata is inspected)."""
     return t.__dict__["_data"]
 
 
-def _is_tracer(a) -> bool:
-    return isinstance(a, jax.core.Tracer)
-
-
 def _move(t: Tensor, dev) -> None:
     """Move `t` to `dev` in place (traced values stay where the trace puts them)."""
-    if _is_tracer(_raw(t)):
+    if is_tracer(_unlogged_data(t)):
         return
     t.to_device(dev)
 
 
 def _float_dtype(x: Tensor):
     """x's dtype if it is floating, else float32 (parameters are always floating)."""
-    dt = _raw(x).dtype
+    dt = _unlogged_data(x).dtype
     return dt if jnp.issubdtype(dt, jnp.floating) else np.dtype(np.float32)
 
 
@@ -126,6 +124,23 @@ class Layer:
     def forward(self, *inputs):
         raise NotImplementedError(f"{type(self).__name__} must define forward")
 
+    def _tensors_by_name(self, own_attrs: tuple, of_sublayer) -> dict:
+        """By name: the tensors this layer holds in the attribute lists `own_attrs`, its
+        contained parameter Tensors, then `of_sublayer(sub)` of every sublayer."""
+        self._sync_containers()
+        d = self.__dict__
+        out: dict = {}
+        for attrs in own_attrs:
+            for attr in d[attrs]:
+                _collect(out, d.get(attr), self)
+        for t in d["_contained"].values():
+            if isinstance(t, Tensor) and t.stores_grad:
+                _collect(out, t, self)
+        for sub in d["_layers"].values():
+            for t in of_sublayer(sub).values():
+                _collect(out, t, self)
+        return out
+
     def get_params(self) -> dict:
         """Parameters by name: this layer's own (Tensors with `stores_grad` assigned to it,
         or built in), then every sublayer's.
@@ -133,34 +148,11 @@ class Layer:
         SINGA: sublayers that were never initialised are skipped and Tensors merely
         assigned as attributes are not collected; singax collects parameter Tensors.
         """
-        self._sync_containers()
-        params: dict = {}
-        d = self.__dict__
-        for attr in d["_param_attrs"]:
-            _collect(params, d.get(attr), self)
-        for t in d["_contained"].values():
-            if isinstance(t, Tensor) and t.stores_grad:
-                _collect(params, t, self)
-        for sub in d["_layers"].values():
-            for t in sub.get_params().values():
-                _collect(params, t, self)
-        return params
+        return self._tensors_by_name(("_param_attrs",), lambda sub: sub.get_params())
 
     def get_states(self) -> dict:
         """Parameters plus buffers (BatchNorm running statistics) by name."""
-        self._sync_containers()
-        d = self.__dict__
-        states: dict = {}
-        for attr in d["_param_attrs"]:
-            _collect(states, d.get(attr), self)
-        for attr in d["_state_attrs"]:
-            _collect(states, d.get(attr), self)
-        for t in d["_contained"].values():
-            if isinstance(t, Tensor) and t.stores_grad:
-                _collect(states, t, self)
-        for sub in d["_layers"].values():
-            for t in sub.get_states().values():
-                _collect(states, t, self)
+        states = self._tensors_by_name(("_param_attrs", "_state_attrs"), lambda sub: sub.get_states())
         if type(self).get_params is not Layer.get_params:   # keep what an override adds
             for t in self.get_params().values():
                 _collect(states, t, self)
@@ -223,11 +215,11 @@ class Layer:
         """
         if not tensors:
             return
-        dt = _raw(tensors[0]).dtype
+        dt = _unlogged_data(tensors[0]).dtype
         if not jnp.issubdtype(dt, jnp.floating):
             return
         for t in tensors[1:]:
-            if t is not None and _raw(t).dtype != dt:
+            if t is not None and _unlogged_data(t).dtype != dt:
                 t.data = t.data.astype(dt)
 
     def train(self, mode: bool = True) -> None:
@@ -369,8 +361,7 @@ class Layer:
                              + f". Known names: {known}. Nothing was changed.")
         for key, arr in arrays.items():
             t = targets[key]
-            value = jnp.asarray(arr, dtype=_raw(t).dtype)
-            t.data = value if _is_tracer(value) else jax.device_put(value, t.device.jax_device)
+            t.data = _owned_copy(arr, _unlogged_data(t).dtype, t.device.jax_device, f"{self._label()}.{method}")
 
 
 def _collect(out: dict, t: Any, owner: Layer) -> None:

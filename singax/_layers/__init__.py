@@ -1,1 +1,0 @@
-"""The layer families behind `singax.layer` (which re-exports them)."""

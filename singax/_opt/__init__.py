@@ -1,1 +1,0 @@
-"""The optimizer families behind `singax.opt` (which re-exports them)."""
