@@ -163,6 +163,8 @@ class Optimizer:
     parameters that share a name keep separate slots (reported as `W`, `W#1`).
     """
 
+    _guarded_apply = False   # True where apply() itself honours a failed step guard
+
     def __init__(self, lr: Any, dtype: int = tensor.float32):
         owner = type(self).__name__
         self.lr = _schedule(owner, "learning rate", lr)
@@ -201,7 +203,7 @@ class Optimizer:
         for p, g in autograd.backward(loss):
             if p.name is None:
                 p.name = str(id(p))
-            if ok is None:
+            if ok is None or self._guarded_apply:
                 self.apply(p.name, p, g)
             else:
                 self._apply_if(ok, p, g)

@@ -12,7 +12,7 @@ import optax
 from .. import tensor
 from .._handle import concrete
 from ..tensor import Tensor
-from .base import Optimizer, _compute_dtype, _require
+from .base import Optimizer, _compute_dtype, _require, _step_guard
 
 _LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
@@ -44,10 +44,23 @@ def _compiled(key: tuple, build: Callable) -> Callable:
     return fn
 
 
+def _compiled_if(key: tuple, build: Callable) -> Callable:
+    """`_compiled` gated by a traced bool: `(ok, p, g, slots, hyper)`; p and slots stay when not ok."""
+    gated = ("if",) + key
+    fn = _UPDATES.get(gated)
+    if fn is None:
+        update = _compiled(key, build)
+        fn = _UPDATES[gated] = jax.jit(
+            lambda ok, p, g, slots, hyper: jax.lax.cond(ok, update, lambda p, g, slots, hyper: (p, slots),
+                                                        p, g, slots, hyper))
+    return fn
+
+
 class _Builtin(Optimizer):
     """An optimizer whose per-parameter update is an optax chain with named slots."""
 
     _slot_attrs: tuple = ()
+    _guarded_apply = True   # apply() itself keeps p and slots when a step guard fails
     _cfg: tuple   # (static configuration key, build function, hyper-parameter Tensors, slot names)
 
     def apply(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
@@ -65,9 +78,10 @@ class _Builtin(Optimizer):
                             + ([jnp.asarray(concrete(param_value), cdt)] if low else []))
         master = slots[-1] if low else None
         slots = slots[:-1] if low else slots
-        new_p, new_slots = _compiled(key, build)(master.data if low else param_value.data, param_grad.data,
-                                                 tuple(s.data for s in slots),
-                                                 tuple(t.data for t in hypers))
+        args = (master.data if low else param_value.data, param_grad.data, tuple(s.data for s in slots),
+                tuple(t.data for t in hypers))
+        ok = _step_guard()
+        new_p, new_slots = _compiled(key, build)(*args) if ok is None else _compiled_if(key, build)(ok, *args)
         if low:
             master.data = new_p
             new_p = new_p.astype(param_value.data.dtype)
