@@ -316,7 +316,7 @@ class Optimizer:
 
     def _saved_states(self) -> Callable[[], None]:
         """A function that puts every state Tensor (and pending slot value) back as it is now."""
-        handles = [self.step_counter] + [t for _, t in self._hypers]
+        handles = [self.step_counter, self.skipped_steps] + [t for _, t in self._hypers]
         handles += [t for e in self._entries.values() for t in e.tensors]
         handles += list(self.master.values())
         scaler = self.loss_scaler
