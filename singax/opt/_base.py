@@ -160,6 +160,8 @@ class Optimizer:
     parameters that share a name keep separate slots (reported as `W`, `W#1`).
     """
 
+    _guarded_apply = False   # True where apply() itself honours a failed step guard
+
     def __init__(self, lr: Any, dtype: int = tensor.float32):
         owner = type(self).__name__
         self.lr = _schedule(owner, "learning rate", lr)
@@ -198,7 +200,7 @@ class Optimizer:
         for p, g in autograd.backward(loss):
             if p.name is None:
                 p.name = str(id(p))
-            if ok is None:
+            if ok is None or self._guarded_apply:
                 self.apply(p.name, p, g)
             else:
                 self._apply_if(ok, p, g)
@@ -311,7 +313,7 @@ class Optimizer:
 
     def _saved_states(self) -> Callable[[], None]:
         """A function that puts every state Tensor (and pending slot value) back as it is now."""
-        handles = [self.step_counter] + [t for _, t in self._hypers]
+        handles = [self.step_counter, self.skipped_steps] + [t for _, t in self._hypers]
         handles += [t for e in self._entries.values() for t in e.tensors]
         handles += list(self.master.values())
         scaler = self.loss_scaler

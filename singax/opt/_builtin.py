@@ -13,7 +13,7 @@ import optax
 from .. import tensor
 from .._handle import concrete
 from ..tensor import Tensor
-from ._base import Optimizer, _compute_dtype, _require
+from ._base import Optimizer, _compute_dtype, _require, _step_guard
 
 _LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
@@ -71,10 +71,23 @@ def _only_held_by_slots(slot_arrays: list) -> bool:
     return all(sys.getrefcount(a) <= _OWNED_REFS for t in slot_arrays for a in t)
 
 
+def _compiled_if(key: tuple, build: Callable) -> Callable:
+    """`_compiled` gated by a traced bool: `(ok, p, g, slots, hyper)`; p and slots stay when not ok."""
+    gated = ("if",) + key
+    fn = _UPDATES.get(gated)
+    if fn is None:
+        update = _compiled(key, build)
+        fn = _UPDATES[gated] = jax.jit(
+            lambda ok, p, g, slots, hyper: jax.lax.cond(ok, update, lambda p, g, slots, hyper: (p, slots),
+                                                        p, g, slots, hyper))
+    return fn
+
+
 class _Builtin(Optimizer):
     """An optimizer whose per-parameter update is an optax chain with named slots."""
 
     _slot_attrs: tuple = ()
+    _guarded_apply = True   # apply() itself keeps p and slots when a step guard fails
     _cfg: tuple   # (static configuration key, build function, hyper-parameter Tensors, slot names)
 
     def apply(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
@@ -88,7 +101,7 @@ class _Builtin(Optimizer):
         runs once backward is done (no gradient depends on a parameter's new value).
         """
         if (type(self).apply is not _Builtin.apply or self.dtype == tensor.float16
-                or loss.data.dtype == jnp.float16):
+                or loss.data.dtype == jnp.float16 or _step_guard() is not None):
             return super().call(loss)
         from .. import autograd
         pairs = []
@@ -96,11 +109,11 @@ class _Builtin(Optimizer):
             if p.name is None:
                 p.name = str(id(p))
             pairs.append((p, g, self._prepare(p.name, p, g)))
+        if not pairs:
+            return self._warn_nothing_to_update(loss)
         if any(prep[0] is not None for _, _, prep in pairs):   # float32 master copies
             for p, g, prep in pairs:
                 self._update_one(p, g, prep)
-            return
-        if not pairs:
             return
         key, build, hypers, _ = self._cfg
         slot_arrays = [tuple(s.data for s in prep[1]) for _, _, prep in pairs]
@@ -133,9 +146,10 @@ class _Builtin(Optimizer):
     def _update_one(self, param_value: Tensor, param_grad: Tensor, prepared: tuple) -> None:
         key, build, hypers, _ = self._cfg
         master, slots = prepared
-        new_p, new_slots = _compiled(key, build)(master.data if master is not None else param_value.data,
-                                                 param_grad.data, tuple(s.data for s in slots),
-                                                 tuple(t.data for t in hypers))
+        args = (master.data if master is not None else param_value.data, param_grad.data,
+                tuple(s.data for s in slots), tuple(t.data for t in hypers))
+        ok = _step_guard()
+        new_p, new_slots = _compiled(key, build)(*args) if ok is None else _compiled_if(key, build)(ok, *args)
         if master is not None:
             master.data = new_p
             new_p = new_p.astype(param_value.data.dtype)
