@@ -127,21 +127,6 @@ def _from_host(x: Any, dtype: Any, jax_device: Any, where: str, shape: tuple | N
     return jax.device_put(host if shape is None else host.reshape(shape), jax_device)
 
 
-def _owned_copy(value: Any, dtype: Any, jax_device: Any, where: str) -> Any:
-    """A private copy of `value` (Tensor, jax array or array-like) as `dtype` on `jax_device`.
-
-    State assigned from outside never shares a buffer with the caller, so a compiled
-    step may donate it. Tracers (inside a compiled step) are converted, not copied.
-    """
-    if isinstance(value, Tensor):
-        value = value.data
-    if isinstance(value, jax.core.Tracer):
-        return value.astype(dtype)
-    if isinstance(value, jax.Array):
-        return jax.device_put(jnp.array(value, dtype=dtype, copy=True), jax_device)
-    return _from_host(value, dtype, jax_device, where)
-
-
 def _shape_tuple(shape: Any, where: str) -> tuple:
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import autograd
 from ..initializer import _gaussian
-from ..tensor import Tensor, _owned_copy
+from ..tensor import Tensor, _from_host
 
 # Layer bookkeeping kept in __dict__ (never scanned for sublayers).
 _INTERNAL = frozenset(("name", "_initialized", "_parent", "_layers", "_tensors", "_param_attrs",
@@ -370,6 +370,18 @@ class Layer:
         for key, arr in arrays.items():
             t = targets[key]
             t.data = _owned_copy(arr, _raw(t).dtype, t.device.jax_device, f"{self._label()}.{method}")
+
+
+def _owned_copy(value: Any, dtype: Any, jax_device: Any, where: str) -> Any:
+    """A private copy of `value` (Tensor, jax array or array-like) as `dtype` on `jax_device`,
+    so a compiled step may donate it; tracers (inside a compiled step) are converted."""
+    if isinstance(value, Tensor):
+        value = value.data
+    if _is_tracer(value):
+        return value.astype(dtype)
+    if isinstance(value, jax.Array):
+        return jax.device_put(jnp.array(value, dtype=dtype, copy=True), jax_device)
+    return _from_host(value, dtype, jax_device, where)
 
 
 def _collect(out: dict, t: Any, owner: Layer) -> None:
