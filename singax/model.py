@@ -48,8 +48,8 @@ def _graph_step(fn):
             self._ready_for_graph = True
             return fn(self, *args, **kwargs)
         out = self._train_graph(fn)(*args, **kwargs)
-        calls = self.__dict__.get("_graph_calls", 0) + 1
-        self._graph_calls = calls
+        d = self.__dict__
+        calls = d["_graph_calls"] = d.get("_graph_calls", 0) + 1
         if calls % self.label_check_interval == 0:
             self.check_skipped_steps(block=False)
         return out

@@ -15,7 +15,7 @@ from .. import autograd
 from .._handle import is_tracer
 from ..initializer import _gaussian
 from ..tensor import Tensor
-from ..tensor._tensor import _owned_copy
+from ..tensor._engine import _from_host
 
 # Layer bookkeeping kept in __dict__ (never scanned for sublayers).
 _INTERNAL = frozenset(("name", "_initialized", "_parent", "_layers", "_tensors", "_param_attrs",
@@ -362,6 +362,18 @@ class Layer:
         for key, arr in arrays.items():
             t = targets[key]
             t.data = _owned_copy(arr, _unlogged_data(t).dtype, t.device.jax_device, f"{self._label()}.{method}")
+
+
+def _owned_copy(value: Any, dtype: Any, jax_device: Any, where: str) -> Any:
+    """A private copy of `value` (Tensor, jax array or array-like) as `dtype` on `jax_device`,
+    so a compiled step may donate it; tracers (inside a compiled step) are converted."""
+    if isinstance(value, Tensor):
+        value = value.data
+    if is_tracer(value):
+        return value.astype(dtype)
+    if isinstance(value, jax.Array):
+        return jax.device_put(jnp.array(value, dtype=dtype, copy=True), jax_device)
+    return _from_host(value, dtype, jax_device, where)
 
 
 def _collect(out: dict, t: Any, owner: Layer) -> None:

@@ -10,7 +10,6 @@ import warnings
 import weakref
 from typing import Any, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -564,18 +563,3 @@ class _SharedTensor(Tensor):
         state = {k: v for k, v in self.__dict__.items() if k != "_peers"}
         new.__dict__.update(copy.deepcopy(state, memo))
         return new
-
-
-def _owned_copy(value: Any, dtype: Any, jax_device: Any, where: str) -> Any:
-    """A private copy of `value` (Tensor, jax array or array-like) as `dtype` on `jax_device`.
-
-    State assigned from outside never shares a buffer with the caller, so a compiled
-    step may donate it. Tracers (inside a compiled step) are converted, not copied.
-    """
-    if isinstance(value, Tensor):
-        value = value.data
-    if is_tracer(value):
-        return value.astype(dtype)
-    if isinstance(value, jax.Array):
-        return jax.device_put(jnp.array(value, dtype=dtype, copy=True), jax_device)
-    return _from_host(value, dtype, jax_device, where)
