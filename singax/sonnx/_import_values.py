@@ -6,10 +6,9 @@ import math
 
 import numpy as np
 
-from ._common import TensorProto
 from .. import autograd
 from ..tensor import Tensor
-from ._importers import Imported, _configured, _const, _fail, _ints, _op, _scalar, importer
+from ._importers import Imported, _const, _fail, _ints, _op, _scalar, importer
 
 
 # --------------------------------------------------------------------------- inputs as values
@@ -281,31 +280,6 @@ def _scatter(node, opset):
 
 
 # --------------------------------------------------------------------------- attribute-driven
-_ONNX_TO_CODE = {TensorProto.FLOAT: 0, TensorProto.FLOAT16: 0, TensorProto.DOUBLE: 0,
-                 TensorProto.INT8: 2, TensorProto.INT16: 2, TensorProto.INT32: 2, TensorProto.INT64: 2}
-
-
-@importer("Cast")
-def _cast(node, opset):
-    to = int(node.getattr("to"))
-    if to == TensorProto.BOOL:   # bool is 1.0/0.0 float32 in singax: x != 0
-        op = _op("Not", node=node)
-        return Imported(node, lambda x: op(_op("Not")(x)[0]), op)
-    if to not in _ONNX_TO_CODE:
-        raise _fail(node, f"cast to {TensorProto.DataType.Name(to)} is not supported")
-    return _configured(node, "Cast", to=_ONNX_TO_CODE[to])
-
-
-@importer("CastLike")
-def _cast_like(node, opset):
-    op = _op("Cast", node=node, to=0)
-
-    def run(x, like):
-        op.to = like.dtype   # singax's dtype for like's ONNX type (bool: 1.0/0.0 float32)
-        return op(x)[0]
-    return Imported(node, run, op)
-
-
 @importer("Shape")
 def _shape(node, opset):
     start, end = node.getattr("start", 0), node.getattr("end")

@@ -152,7 +152,8 @@ def _d2s(node, opset):
 
 @importer("SpaceToDepth")
 def _s2d(node, opset):
-    return _configured(node, "SpaceToDepth", blocksize=int(node.getattr("blocksize")), mode="DCR")
+    return _configured(node, "SpaceToDepth", blocksize=int(node.getattr("blocksize")),
+                       mode=node.getattr("mode", "DCR"))
 
 
 @importer("Concat")
