@@ -8,6 +8,8 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
 from singax import sonnx  # noqa: E402
+from singax.autograd import check_grads  # noqa: E402
+from singax.tensor import Tensor  # noqa: E402
 
 
 def _model(nodes, inputs, outputs, opset=28, initializers=()):
@@ -114,3 +116,87 @@ def test_newer_opsets_are_read_directly():
     rep = sonnx.prepare(m)
     assert rep.opset == 28
     np.testing.assert_array_equal(rep.run([np.array([-1.0, 0.0, 2.0], np.float32)])[0], [0.0, 0.0, 2.0])
+
+
+def _imported(op_type, opset=18, **attrs):
+    inputs = {"Gather": ["x", "i"], "ScatterElements": ["x", "i", "u"], "BatchNormalization": list("xsbmv")}
+    outs = ["y", "mean", "var"] if op_type == "BatchNormalization" else ["y"]
+    return sonnx.get_op(helper.make_node(op_type, inputs[op_type], outs, **attrs), opset)
+
+
+def _t(a, **kw):
+    return Tensor(data=np.asarray(a), dtype=np.asarray(a).dtype, **kw)
+
+
+def test_reshape_allowzero_keeps_zero_dims_and_copies_without_it():
+    node = helper.make_node("Reshape", ["x", "s"], ["y"], allowzero=1)
+    m = _model([node], [("x", TensorProto.FLOAT, [0, 3, 4]), ("s", TensorProto.INT64, [3])],
+               [("y", TensorProto.FLOAT, ["a", "b", "c"])])
+    (y,) = _run(m, np.zeros((0, 3, 4), np.float32), np.array([3, 4, 0], np.int64))
+    assert y.shape == (3, 4, 0)
+    (y,) = _run(m, np.zeros((0, 3, 4), np.float32), np.array([4, 3, 0], np.int64))
+    assert y.shape == (4, 3, 0)
+    m2 = _model([node], [("x", TensorProto.FLOAT, [2, 3]), ("s", TensorProto.INT64, [2])],
+                [("y", TensorProto.FLOAT, ["a", "b"])])
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(_run(m2, x, np.array([3, 2], np.int64))[0], x.reshape(3, 2))
+    with pytest.raises(ValueError, match="allowzero=1 the target \\[0, 6\\]"):
+        _run(m2, x, np.array([0, 6], np.int64))
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_gather_with_computed_indices_on_any_axis(axis):
+    x = np.random.default_rng(0).normal(size=(3, 4, 2)).astype(np.float32)
+    idx = np.array([[0, -1], [1, 1]], np.int32)
+    imp = _imported("Gather", axis=axis)
+    (y,) = imp(_t(x), _t(idx, requires_grad=False))
+    n = x.shape[axis]
+    np.testing.assert_allclose(np.asarray(y.data), np.take(x, np.where(idx < 0, idx + n, idx), axis=axis))
+    check_grads(lambda t: imp(t, _t(idx, requires_grad=False))[0], _t(x))
+
+
+@pytest.mark.parametrize("reduction", ["add", "mul", "max", "min"])
+def test_scatter_elements_reductions_combine_repeated_indices(reduction):
+    x = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]], np.float32)
+    idx = np.array([[1, 1, -1], [0, 2, 0]], np.int64)
+    upd = np.array([[1.5, -2.0, 3.0], [4.0, 0.5, 9.0]], np.float32)
+    (y,) = _imported("ScatterElements", axis=1, reduction=reduction)(_t(x), idx, upd)
+    want = x.copy()
+    ufunc = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}[reduction]
+    for r, c in np.ndindex(*idx.shape):
+        col = idx[r, c] % 4
+        want[r, col] = ufunc(want[r, col], upd[r, c])
+    np.testing.assert_allclose(np.asarray(y.data), want)
+
+
+def test_scatter_elements_mul_gradient():
+    idx = np.array([[1, 1, 0]], np.int64)
+    upd = np.array([[1.0, 2.0, 3.0]], np.float32)
+    imp = _imported("ScatterElements", axis=1, reduction="mul")
+    check_grads(lambda t: imp(t, idx, upd)[0], _t(np.array([[0.5, 2.0, -1.0]], np.float32)))
+
+
+def test_onehot_out_of_range_indices_give_off_rows():
+    node = helper.make_node("OneHot", ["i", "d", "v"], ["y"], axis=0)
+    m = _model([node], [("i", TensorProto.INT64, [4]), ("d", TensorProto.FLOAT, [1]),
+                        ("v", TensorProto.FLOAT, [2])], [("y", TensorProto.FLOAT, [3, 4])])
+    (y,) = _run(m, np.array([0, -1, 3, -4], np.int64), np.array([3.0], np.float32),
+                np.array([-1.0, 2.0], np.float32))
+    np.testing.assert_array_equal(y, [[2, -1, -1, -1], [-1, -1, -1, -1], [-1, 2, -1, -1]])
+
+
+def test_batchnorm_training_mode_outputs_batch_statistics():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 3, 2, 2)).astype(np.float32)
+    s, b = rng.normal(size=3).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    mean, var = rng.normal(size=3).astype(np.float32), rng.uniform(1, 2, size=3).astype(np.float32)
+    imp = _imported("BatchNormalization", opset=15, training_mode=1, momentum=0.8, epsilon=1e-3)
+    y, m, v = imp(*[_t(a) for a in (x, s, b, mean, var)])
+    bm, bv = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+    r = (1, 3, 1, 1)
+    want = (x - bm.reshape(r)) / np.sqrt(bv.reshape(r) + 1e-3) * s.reshape(r) + b.reshape(r)
+    np.testing.assert_allclose(np.asarray(y.data), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(m.data), 0.8 * mean + 0.2 * bm, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(v.data), 0.8 * var + 0.2 * bv, rtol=1e-5)
+    check_grads(lambda t: imp(t, *[_t(a, requires_grad=False) for a in (s, b, mean, var)])[0] * _t(x),
+                _t(x))
