@@ -367,6 +367,17 @@ def test_comparisons_have_no_backward():
         op.backward(y.data)
 
 
+def test_shape_backward_returns_the_shape_of_dy():
+    x = P(np.ones((3, 2), np.float32))
+    s = binary.shape(x)
+    assert s.creator.backward(np.ones((4, 5, 6), np.float32)) == [4, 5, 6]
+    assert s.creator.backward(T(np.zeros((2, 7))).data) == [2, 7]
+    assert s.creator.backward() == []   # SINGA's default dy = 1.0 has no dims
+    # the tape's own backward of Shape is unchanged: no gradient
+    with pytest.raises(RuntimeError, match="Shape: this operator has no gradient"):
+        s.creator._backward_raw(np.ones(2, np.float32))
+
+
 # --- dtypes -------------------------------------------------------------------------
 
 def test_int_results_follow_singa():

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training
+from .._ctensor import raw
 from ..tensor import Tensor
 
 OPS: dict[str, "Op"] = {}        # snake_case name -> Op (tests walk this)
@@ -31,6 +32,8 @@ class Op:
       inputs: number of tensor inputs, or None for varargs.
       diff: indices of inputs that get gradients (default: all); others get None.
       differentiable: False for ops SINGA gives no backward (comparisons, shape...).
+      public_backward: what SINGA's low-level `op.backward(dy)` returns for such an op
+        (`public_backward(dy)`; Shape: `list(dy.shape)`); the tape never calls it.
       saves: "training" (default: kept for backward only while training) or "always".
       Test metadata: `domain` ("default", "positive", "small", "unit", "nonzero",
       "above1"), `shapes` (input shapes), `samples` (list of attr dicts to test),
@@ -43,7 +46,8 @@ class Op:
     def __init__(self, name: str, forward: Callable, grad: Callable | None = None, *,
                  cls: str | None = None, attrs: Sequence[tuple[str, Any]] = (),
                  inputs: int | None = 1, diff: Sequence[int] | None = None,
-                 differentiable: bool = True, domain: str = "default",
+                 differentiable: bool = True, public_backward: Callable | None = None,
+                 domain: str = "default",
                  shapes: Sequence[tuple] | None = None, samples: Sequence[dict] | None = None,
                  tol: float | None = None, int_inputs: Sequence[int] = (), check: Callable | None = None,
                  ref: Callable | None = None, sample: Callable | None = None, doc: str = ""):
@@ -52,6 +56,7 @@ class Op:
         self.attrs = tuple(attrs)
         self.attr_names = tuple(a for a, _ in self.attrs)
         self.inputs, self.diff, self.differentiable = inputs, diff, differentiable
+        self.public_backward = public_backward
         self.domain, self.shapes, self.samples, self.tol = domain, shapes, samples, tol
         self.int_inputs, self.check, self.doc = tuple(int_inputs), check, doc
         self.ref, self.sample = ref, sample
@@ -210,6 +215,13 @@ def _like(dy, y):
     return jnp.broadcast_to(jnp.asarray(dy, y.dtype), y.shape)
 
 
+def _public_backward(spec: Op) -> Callable:
+    def backward(self, dy: Any = 1.0, *more: Any):
+        return spec.public_backward(raw(dy), *[raw(d) for d in more])
+    backward.__doc__ = f"SINGA's low-level backward of {spec.cls}: {spec.public_backward.__doc__ or ''}"
+    return backward
+
+
 def _make_function(spec: Op, cls: type) -> Callable:
     n = spec.inputs
 
@@ -240,6 +252,8 @@ def register(*specs: Op, export: list | None = None):
             export.append(spec.name)
         cls = type(spec.cls, (BuiltinOperator,), {"spec": spec, "__doc__": spec.doc or None,
                                                    "__module__": "singax.autograd"})
+        if spec.public_backward is not None:   # set after creation, so the tape's backward stays
+            cls.backward = _public_backward(spec)
         OPS[spec.name] = spec
         CLASSES[spec.cls] = cls
         spec.op_class = cls

@@ -283,10 +283,17 @@ def _constant_of_shape(x, value=0.0):
     return jnp.full(dims, float(_first(value)), jnp.float32)
 
 
+def _dims_of(dy) -> list:
+    """the dims of dy as a Python list."""
+    return list(np.shape(dy))
+
+
 shape, cast, _nonzero_fn, _onehot_fn, constant_of_shape = register(
     Op("shape", lambda x: jnp.asarray(x.shape, jnp.int32), differentiable=False,
+       public_backward=_dims_of,
        shapes=[((3, 4),), ((2, 1, 3),)], ref=lambda x: np.asarray(x.shape, np.int32),
-       doc="The dims of x as an int32 1-D tensor."),
+       doc="The dims of x as an int32 1-D tensor. Forward-only: `Shape().backward(dy)` "
+           "returns `list(dy.shape)`, as SINGA's does."),
     Op("cast", lambda x, to=None: x.astype(_tensor.to_np_dtype(to)), attrs=(("to", None),),
        differentiable=False, check=_cast_check,
        samples=[{"to": _tensor.int32}, {"to": _tensor.float16}, {"to": _tensor.float32}],

@@ -15,14 +15,26 @@ __all__ = ["onnx", "TensorProto", "helper", "numpy_helper", "EXPORT_OPSET", "IMP
 
 EXPORT_OPSET = 11
 EXPORT_IR_VERSION = 6          # the IR version that goes with opset 11
-IMPORT_OPSETS = range(11, 19)  # default-domain opsets the importer reads (11..18)
+# default-domain opsets the importer reads (11..28); the operator versions of opsets 19-28
+# add element types, Cast's saturate/round_mode, AveragePool's dilations, SpaceToDepth's
+# mode and Pad's wrap mode, which the builders read (or refuse by name)
+IMPORT_OPSETS = range(11, 29)
 
-# what each ONNX element type becomes on import (None: unsupported)
+# what each ONNX element type becomes on import: every float type is held as float32 and
+# every integer type that fits as int32 (values exact; Cast rounds to the narrower types)
+_FLOATS = ("FLOAT", "FLOAT16", "DOUBLE", "BFLOAT16", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2",
+           "FLOAT8E5M2FNUZ", "FLOAT8E8M0", "FLOAT4E2M1")
+_INTS = ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "INT4", "UINT4", "INT2", "UINT2")
 _IMPORT_TYPES = {
-    TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float32, TensorProto.DOUBLE: np.float32,
-    TensorProto.BOOL: np.float32, TensorProto.INT8: np.int32, TensorProto.INT16: np.int32,
-    TensorProto.INT32: np.int32, TensorProto.INT64: np.int32,
+    **{getattr(TensorProto, n): np.float32 for n in _FLOATS if hasattr(TensorProto, n)},
+    **{getattr(TensorProto, n): np.int32 for n in _INTS if hasattr(TensorProto, n)},
+    TensorProto.BOOL: np.float32,
 }
+# numpy dtype names (ml_dtypes' included) imported as float32 / as int32
+_AS_FLOAT32 = frozenset(np.dtype(helper.tensor_dtype_to_np_dtype(t)).name
+                              for t, d in _IMPORT_TYPES.items() if d is np.float32 and t != TensorProto.BOOL)
+_AS_INT32 = frozenset(np.dtype(helper.tensor_dtype_to_np_dtype(t)).name
+                            for t, d in _IMPORT_TYPES.items() if d is np.int32 and t != TensorProto.INT64)
 
 
 def registrar(table: dict):
@@ -57,17 +69,17 @@ def singa_dtype_of_onnx(elem_type: int, where: str) -> np.dtype:
 
 def import_array(a, where: str) -> np.ndarray:
     """A numpy array converted as the importer converts ONNX types (bool -> 0/1 float32,
-    int64 -> int32, float64/float16 -> float32)."""
+    every float type -> float32, int64 and the narrower integer types -> int32)."""
     a = np.asarray(a)
-    if a.dtype.kind == "b" or a.dtype in (np.float16, np.float64):
+    name = a.dtype.name
+    if a.dtype.kind == "b" or name in _AS_FLOAT32:
         return a.astype(np.float32)
-    if a.dtype.kind in "iu":
-        if a.dtype.kind == "u":
-            raise TypeError(f"{where}: unsigned integer arrays ({a.dtype}) are not supported")
+    if name == "int64":
         # clip, so INT64_MAX ("to the end" in Slice) stays the largest int32 instead of wrapping
         info = np.iinfo(np.int32)
         return np.clip(a, info.min, info.max).astype(np.int32)
-    if a.dtype != np.float32:
-        raise TypeError(f"{where}: unsupported array dtype {a.dtype}")
-    return a
-
+    if name in _AS_INT32:
+        return a.astype(np.int32)
+    if a.dtype.kind == "u":
+        raise TypeError(f"{where}: {name} arrays are not supported (int32 cannot hold all their values)")
+    raise TypeError(f"{where}: unsupported array dtype {a.dtype}")

@@ -2,12 +2,13 @@
 BatchNormalization and the recurrent LSTM/GRU/RNN."""
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
 from .. import autograd
 from ..autograd.nn import BN_EPSILON, BatchNormHandle, ConvHandle, PoolingHandle, _BatchNorm2d
 from ..autograd.rnn import _RNN, CudnnRNNHandle
-from ._importers import Imported, _const, _fail, _op, importer
+from ._importers import Imported, JaxOperator, _const, _fail, _op, importer
 
 
 # --------------------------------------------------------------------------- layers with weights
@@ -134,12 +135,29 @@ def _gemm(node, opset):
     return Imported(node, lambda A, B, C=None: op(A, B) if C is None else op(A, B, C), op)
 
 
+def _bn_training(momentum: float, eps: float):
+    """ONNX training-mode BatchNormalization: (Y from the batch statistics, the updated
+    running mean, the updated running variance); the batch variance is the biased one."""
+    def fn(x, scale, bias, mean, var):
+        axes = tuple(i for i in range(x.ndim) if i != 1)
+        shape = [1, -1] + [1] * (x.ndim - 2)
+        m, v = jnp.mean(x, axis=axes), jnp.var(x, axis=axes)
+        y = (x - m.reshape(shape)) / jnp.sqrt(v.reshape(shape) + eps) * scale.reshape(shape) + bias.reshape(shape)
+        return y, mean * momentum + m * (1 - momentum), var * momentum + v * (1 - momentum)
+    return fn
+
+
 @importer("BatchNormalization")
 def _batchnorm(node, opset):
-    if len(node.outputs) > 1 and any(node.outputs[1:]):
-        raise _fail(node, "only the Y output is supported (no training-mode statistics outputs)")
+    training = opset >= 14 and bool(node.getattr("training_mode", 0))
+    if len(node.outputs) > 1 and any(node.outputs[1:]) and not training:
+        raise _fail(node, "the running-statistics outputs are supported only with training_mode=1 "
+                          "(opset 14 and later)")
     momentum = float(node.getattr("momentum", 0.9))
     eps = float(node.getattr("epsilon", BN_EPSILON))
+    if training:
+        op = JaxOperator(_bn_training(momentum, eps), name=node.name)
+        return Imported(node, lambda *xs: op(*xs)[:max(1, len(node.outputs))], op)
     # ONNX momentum weights the old running value; SINGA's factor weights the new batch value
     op = _BatchNorm2d(None, np.zeros(1, np.float32), np.ones(1, np.float32), name=node.name, epsilon=eps)
 

@@ -2,25 +2,32 @@
 attribute-driven ops (Cast, Shape, Split, Dropout...)."""
 from __future__ import annotations
 
+import functools
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from ._common import TensorProto
 from .. import autograd
 from ..tensor import Tensor
-from ._importers import Imported, _configured, _const, _fail, _ints, _op, _scalar, importer
+from ._importers import Imported, JaxOperator, _const, _fail, _ints, _op, _scalar, importer
 
 
 # --------------------------------------------------------------------------- inputs as values
 @importer("Reshape")
 def _reshape(node, opset):
-    if node.getattr("allowzero", 0):
-        raise _fail(node, "allowzero=1 is not supported (singax's reshape copies dims for 0)")
+    allowzero = bool(node.getattr("allowzero", 0))
     op = _op("Reshape", node=node, shape=())
 
     def run(x, shape):
-        op.shape = tuple(_ints(shape))
+        dims = _ints(shape)
+        if allowzero and 0 in dims:   # 0 is a dim of size 0 here, not a copy of the input's dim
+            if -1 in dims or math.prod(x.shape) != 0:
+                raise ValueError(f"Reshape: with allowzero=1 the target {dims} has a 0 dim, which needs "
+                                 f"an empty input and no -1; got input {x.shape}")
+            return _const(np.zeros(dims, x.data.dtype), x)
+        op.shape = tuple(dims)
         return op(x)
     return Imported(node, run, op, values=(1,))
 
@@ -129,27 +136,43 @@ importer("Expand")(_ints_from_input("Expand", "shape"))
 def _gather(node, opset):
     axis = int(node.getattr("axis", 0))
     op = _op("Gather", node=node, axis=axis, indices=())
-    emb = _op("Embedding")
+
+    def take(x, indices):
+        n = x.shape[axis]
+        return jnp.take(x, jnp.where(indices < 0, indices + n, indices), axis=axis)
+    by_value = JaxOperator(take, name=node.name)
 
     def run(x, indices):
-        if isinstance(indices, Tensor):   # indices computed from the graph inputs: a row lookup
-            if axis % len(x.shape) != 0:
-                raise ValueError(f"Gather: data-dependent indices are supported on axis 0 only, got axis {axis}")
-            return emb(indices, x)
+        if isinstance(indices, Tensor):   # indices computed from the graph inputs
+            return by_value(x, indices)[0]
         op.indices = np.asarray(indices).astype(np.int64)
         return op(x)
     return Imported(node, run, op, maybe=(1,))
 
 
+@functools.partial(jax.jit, static_argnames=("depth", "axis"))
+def _one_hot(indices, values, *, depth: int, axis: int):
+    """ONNX OneHot: negative indices count from depth; indices outside [-depth, depth) give
+    an all-off row."""
+    idx = jnp.trunc(indices).astype(jnp.int32)
+    idx = jnp.where(idx < 0, idx + depth, idx)
+    hot = idx[..., None] == jnp.arange(depth, dtype=jnp.int32)
+    return jnp.moveaxis(jnp.where(hot, values[1], values[0]), -1, axis)
+
+
 @importer("OneHot")
 def _onehot(node, opset):
-    op = _op("OneHot", node=node, axis=int(node.getattr("axis", -1)), depth=1)
+    axis = int(node.getattr("axis", -1))
 
     def run(indices, depth, values):
-        op.depth = int(_scalar(depth))
-        op.values = tuple(float(v) for v in np.asarray(values).reshape(-1))
-        return op(indices)
-    return Imported(node, run, op, values=(1, 2))
+        d = int(_scalar(depth))
+        if d < 1 or not -(len(indices.shape) + 1) <= axis <= len(indices.shape):
+            raise ValueError(f"OneHot: depth {d} must be positive and axis {axis} within the output "
+                             f"rank {len(indices.shape) + 1}")
+        vals = np.asarray(values, np.float32).reshape(-1)
+        y = _one_hot(indices.data, vals, depth=d, axis=axis)
+        return Tensor(data=y, dtype=y.dtype, requires_grad=False)
+    return Imported(node, run, None, values=(1, 2))
 
 
 @importer("Pad")
@@ -268,44 +291,37 @@ def _where(node, opset):
     return Imported(node, run, op, maybe=(0,))
 
 
+_SCATTER_REDUCE = {"add": "add", "mul": "multiply", "max": "max", "min": "min"}
+
+
 @importer("ScatterElements")
 def _scatter(node, opset):
-    if node.getattr("reduction", "none") != "none":
-        raise _fail(node, "only reduction='none' is supported")
-    op = _op("ScatterElements", node=node, indices=(), updates=(), axis=int(node.getattr("axis", 0)))
+    reduction = node.getattr("reduction", "none")
+    if reduction != "none" and reduction not in _SCATTER_REDUCE:
+        raise _fail(node, f"reduction {reduction!r} is not one of none, add, mul, max, min")
+    axis = int(node.getattr("axis", 0))
+    op = _op("ScatterElements", node=node, indices=(), updates=(), axis=axis)
+
+    def reduce(x, indices, updates):   # repeated indices all combine into the target element
+        a = axis % x.ndim
+        idx = jnp.where(indices < 0, indices + x.shape[a], indices)
+        grid = np.indices(indices.shape, sparse=True)
+        where = tuple(idx if d == a else jnp.asarray(grid[d]) for d in range(x.ndim))
+        updates = jax.lax.stop_gradient(updates.astype(x.dtype))   # a constant input
+        if reduction == "mul":   # x times the product of its updates (differentiable in x)
+            return x * jnp.ones_like(x).at[where].multiply(updates)
+        return getattr(x.at[where], _SCATTER_REDUCE[reduction])(updates)
+    reducing = JaxOperator(reduce, name=node.name)
 
     def run(x, indices, updates):
+        if reduction != "none":
+            return reducing(x, _const(np.asarray(indices).astype(np.int32), x), _const(np.asarray(updates), x))
         op.indices, op.updates = np.asarray(indices).astype(np.int64), np.asarray(updates)
         return op(x)
     return Imported(node, run, op, values=(1, 2))
 
 
 # --------------------------------------------------------------------------- attribute-driven
-_ONNX_TO_CODE = {TensorProto.FLOAT: 0, TensorProto.FLOAT16: 0, TensorProto.DOUBLE: 0,
-                 TensorProto.INT8: 2, TensorProto.INT16: 2, TensorProto.INT32: 2, TensorProto.INT64: 2}
-
-
-@importer("Cast")
-def _cast(node, opset):
-    to = int(node.getattr("to"))
-    if to == TensorProto.BOOL:   # bool is 1.0/0.0 float32 in singax: x != 0
-        op = _op("Not", node=node)
-        return Imported(node, lambda x: op(_op("Not")(x)[0]), op)
-    if to not in _ONNX_TO_CODE:
-        raise _fail(node, f"cast to {TensorProto.DataType.Name(to)} is not supported")
-    return _configured(node, "Cast", to=_ONNX_TO_CODE[to])
-
-
-@importer("CastLike")
-def _cast_like(node, opset):
-    op = _op("Cast", node=node, to=0)
-
-    def run(x, like):
-        op.to = like.dtype   # singax's dtype for like's ONNX type (bool: 1.0/0.0 float32)
-        return op(x)[0]
-    return Imported(node, run, op)
-
-
 @importer("Shape")
 def _shape(node, opset):
     start, end = node.getattr("start", 0), node.getattr("end")

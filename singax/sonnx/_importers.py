@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import jax
 import numpy as np
 
 from ._common import registrar
 from .. import autograd
-from ..autograd import CLASSES
+from ..autograd import CLASSES, Operator
 from ..autograd.elementwise import SELU_ALPHA, SELU_GAMMA
 from ..tensor import Tensor
 
@@ -59,6 +60,18 @@ def _op(cls_name: str, *args, node=None, **kw):
     name = None if node is None else node.name
     cls = CLASSES.get(cls_name) or getattr(autograd, cls_name)
     return cls(*args, name=name, **kw) if cls_name in CLASSES else cls(*args, **kw)
+
+
+class JaxOperator(Operator):
+    """An operator that runs a jitted jax function of its inputs; its gradients are
+    `jax.vjp` of that function (integer inputs get none)."""
+
+    def __init__(self, fn: Callable, name: str | None = None):
+        super().__init__(name)
+        self.fn = jax.jit(fn)
+
+    def forward(self, *xs):
+        return self.fn(*xs)
 
 
 def _const(value, like: Tensor | None = None) -> Tensor:
@@ -152,7 +165,8 @@ def _d2s(node, opset):
 
 @importer("SpaceToDepth")
 def _s2d(node, opset):
-    return _configured(node, "SpaceToDepth", blocksize=int(node.getattr("blocksize")), mode="DCR")
+    return _configured(node, "SpaceToDepth", blocksize=int(node.getattr("blocksize")),
+                       mode=node.getattr("mode", "DCR"))
 
 
 @importer("Concat")

@@ -62,7 +62,7 @@ class OnnxAttributes(dict):
 class OnnxNode:
     """One ONNX node: `name`, `op_type`, `attrs` (OnnxAttributes), `inputs`, `outputs`."""
 
-    def __init__(self, node, name: str | None = None):
+    def __init__(self, node, name: str | None = None, types: dict | None = None):
         self.node = node
         self.name = name or node.name or node.op_type
         self.op_type = node.op_type
@@ -70,6 +70,8 @@ class OnnxNode:
         self.attrs = OnnxAttributes.from_onnx(node.attribute)
         self.inputs = list(node.input)
         self.outputs = list(node.output)
+        # the ONNX element type of each input where the model declares or implies it
+        self.input_types = [(types or {}).get(n) for n in self.inputs]
 
     def getattr(self, key: str, default: Any = None) -> Any:
         return self.attrs.get(key, default)
@@ -163,24 +165,55 @@ def _opset(model) -> int:
     return 1
 
 
+def _newest_since(model, opset: int) -> int:
+    """The newest operator version (`since_version`) the model's default-domain nodes use."""
+    newest = 1
+    for node in model.graph.node:
+        if node.domain in ("", "ai.onnx"):
+            try:
+                newest = max(newest, onnx.defs.get_schema(node.op_type, opset).since_version)
+            except Exception:   # an op unknown to this onnx: prepare names it
+                pass
+    return newest
+
+
 def _checked(model):
-    """Check, and bring the opset into 11..18 (version converter) if needed."""
+    """Check, and bring the opset into IMPORT_OPSETS (version converter) if needed.
+
+    A newer opset whose operators all keep a definition from IMPORT_OPSETS (their
+    `since_version`) is read as it is.
+    """
     try:
         onnx.checker.check_model(model)
     except Exception as err:
         raise ValueError(f"sonnx.prepare: malformed ONNX model: {err}") from None
     opset = _opset(model)
-    if opset not in IMPORT_OPSETS:
-        target = IMPORT_OPSETS.start if opset < IMPORT_OPSETS.start else IMPORT_OPSETS[-1]
-        try:
-            from onnx import version_converter
-            model = version_converter.convert_version(model, target)
-            onnx.checker.check_model(model)
-        except Exception as err:
-            raise ValueError(f"sonnx.prepare: opset {opset} is not supported (singax imports opsets "
-                             f"{IMPORT_OPSETS.start}-{IMPORT_OPSETS[-1]}) and converting it to opset {target} "
-                             f"failed: {err}") from None
+    last = IMPORT_OPSETS[-1]
+    if opset in IMPORT_OPSETS or (opset > last and _newest_since(model, opset) <= last):
+        return model, opset
+    target = IMPORT_OPSETS.start if opset < IMPORT_OPSETS.start else last
+    try:
+        from onnx import version_converter
+        model = version_converter.convert_version(model, target)
+        onnx.checker.check_model(model)
+    except Exception as err:
+        raise ValueError(f"sonnx.prepare: opset {opset} is not supported (singax imports opsets "
+                         f"{IMPORT_OPSETS.start}-{last}) and converting it to opset {target} "
+                         f"failed: {err}") from None
     return model, _opset(model)
+
+
+def _elem_types(model) -> dict[str, int]:
+    """Value name -> ONNX element type, as declared or as ONNX's shape inference finds it."""
+    try:
+        graph = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:   # inference is a help here, not a requirement
+        graph = model.graph
+    types = {t.name: t.data_type for t in graph.initializer}
+    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+            types[vi.name] = vi.type.tensor_type.elem_type
+    return types
 
 
 def _value_info(vi) -> ValueInfo:
@@ -248,10 +281,11 @@ def prepare(model, device: Any = "CPU", **kwargs) -> "SingaRep":
     inits = {i.name: i for i in graph.initializer}
     onnx_nodes = list(graph.node)
     names = _unique_names(onnx_nodes)
+    types = _elem_types(model)
     constants: dict[str, np.ndarray] = {}
     layers, problems, unknown = [], [], False
     for n, name in zip(onnx_nodes, names):
-        node = OnnxNode(n, name)
+        node = OnnxNode(n, name, types)
         where = f"node {name!r} (op type {node.op_type}"
         if node.domain not in ("", "ai.onnx"):
             problems.append(f"{where}, domain {node.domain!r}): only the default ONNX domain is supported")
