@@ -154,9 +154,13 @@ def backward(y: Tensor, dy: Any = None) -> Iterator[tuple[Tensor, Tensor]]:
         raise ValueError(f"backward: y must have exactly one element (got shape {y.shape}); "
                          "pass dy for a non-scalar output")
     dy = _as_array(dy, y)
-    op_dep, tensor_dep = infer_dependency(y.creator)
     if y.stores_grad:
         yield y, Tensor(device=y.device, data=dy, requires_grad=False, name=y.creator.grad_name(0) if not isinstance(y.creator, Dummy) else y.name + "_g")
+    fused = sys.modules["singax.autograd._op"].fused_backward(y.creator, dy)
+    if fused is not None:
+        yield from fused
+        return
+    op_dep, tensor_dep = infer_dependency(y.creator)
     ready = [(y.creator, [dy] + [None] * (len(y.creator.y_id2idx) - 1))]
     pending: dict[int, list] = {}
     while ready:
