@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._tape import MSG_NO_SAVED, Dummy, Operator, _none_if_float0, _release, is_training
+from ._tape import MSG_NO_SAVED, Dummy, Operator, _none_if_float0, _release, is_training, post_order
 from ..tensor import Tensor, _wrap
 
 OPS: dict[str, "Op"] = {}        # snake_case name -> Op (tests walk this)
@@ -253,23 +253,10 @@ def fused_backward(root: Operator, dy) -> "Iterator | None":
 
 
 def _plan(root: Operator) -> "_Plan | None":
-    if getattr(root, "_fusable", None) is None:
+    if getattr(root, "_fusable", None) is None or not root.requires_grad:
         return None
-    order, index, stack, expanded = [], {}, [(root, False)], set()
-    while stack:   # depth-first post-order: every operator after all of its sources
-        op, done = stack.pop()
-        if done:
-            index[id(op)] = len(order)
-            order.append(op)
-            continue
-        if id(op) in expanded:
-            continue
-        expanded.add(id(op))
-        stack.append((op, True))
-        for src in op.src:
-            src_op = src[0]
-            if id(src_op) not in expanded and not isinstance(src_op, Dummy) and src_op.requires_grad:
-                stack.append((src_op, False))
+    order = [op for op in post_order([root]) if op.requires_grad and not isinstance(op, Dummy)]
+    index = {id(op): i for i, op in enumerate(order)}
     key, parts, outs, out_of = [], [], [], {}
     for op in order:
         fusable = getattr(op, "_fusable", None)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -111,6 +111,27 @@ class Dummy(Operator):
         if attr in ("tensor", "__setstate__", "__deepcopy__"):
             raise AttributeError(attr)
         return getattr(self.tensor, attr)
+
+
+def post_order(roots: Sequence[Operator]) -> list[Operator]:
+    """Operators reachable from `roots`, each after all its sources (leaves in DFS order)."""
+    order, seen = [], set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, iter(getattr(root, "src", [])))]
+        while stack:
+            op, it = stack[-1]
+            for src_op, *_ in it:
+                if id(src_op) not in seen:
+                    seen.add(id(src_op))
+                    stack.append((src_op, iter(getattr(src_op, "src", []))))
+                    break
+            else:
+                stack.pop()
+                order.append(op)
+    return order
 
 
 def infer_dependency(op: Operator) -> tuple[Counter, Counter]:
