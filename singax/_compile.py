@@ -182,6 +182,8 @@ class GraphFunction:
         input_ids = {id(x) for x in inputs}
         state = [h for h in self._known_state if id(h) not in input_ids]
         for _ in range(MAX_TRACES):
+            if mesh is None and inputs:
+                _follow_inputs(state, inputs[0].device)
             record: dict = {}
             step = self._step_fn(state, args, kwargs, inputs, record)
             if scan:
@@ -217,6 +219,18 @@ def _scanned(step: Callable) -> Callable:
     def many(state_arrays, stacked_inputs):
         return lax.scan(lambda carry, inputs: step(carry, inputs), state_arrays, stacked_inputs)
     return many
+
+
+def _follow_inputs(state: list, dev) -> None:
+    """Move state kept on another device (an optimizer's counter made on the default
+    device, for a model on a GPU) to the inputs' device, as an eager step does."""
+    jdev = dev.jax_device
+    for h in state:
+        a = h.__dict__["_data"]
+        if isinstance(a, jax.Array) and not isinstance(a, jax.core.Tracer) and a.devices() != {jdev}:
+            h.__dict__["_data"] = jax.device_put(a, jdev)
+            if isinstance(h, Tensor):
+                h.device = dev
 
 
 def _merge(old: list, new: list) -> list:

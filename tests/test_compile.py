@@ -177,3 +177,35 @@ def test_state_tensors_copy_with_their_current_value():
         assert clone.shape == (3, 4) and clone.name == "w"
     fn(x)   # the copies do not follow the original
     assert not np.array_equal(np.array(tr.w.data), now)
+
+
+@pytest.mark.skipif(len(jax.local_devices()) < 2, reason="needs a second device")
+def test_a_model_on_a_non_default_device_compiles_with_its_optimizer_state_moved():
+    from singax import layer, model, opt
+    autograd.training = True
+    dev = device.get_devices()[1]
+
+    class Net(model.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = layer.Linear(3)
+            self.loss = layer.SoftMaxCrossEntropy()
+
+        def forward(self, x):
+            return self.fc(x)
+
+        def train_one_batch(self, x, y):
+            out = self.forward(x)
+            loss = self.loss(out, y)
+            self.optimizer(loss)
+            return out, loss
+
+    dev.SetRandSeed(0)
+    net = Net()
+    net.optimizer = opt.SGD(0.1, momentum=0.9)   # its counter is made on the default device
+    x = Tensor(data=np.ones((4, 5), np.float32), device=dev)
+    y = Tensor(data=np.array([0, 1, 2, 0], np.int32), device=dev)
+    net.compile([x], is_train=True, use_graph=True)
+    _, loss = net(x, y)
+    assert loss.data.devices() == {dev.jax_device}
+    assert net.optimizer.step_counter.data.devices() == {dev.jax_device}

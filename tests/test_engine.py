@@ -154,3 +154,29 @@ def test_tape_does_not_grow_over_1000_steps():
         step()
     gc.collect()
     assert len(jax.live_arrays()) <= before + 2
+
+
+def test_whole_backward_in_one_program_matches_the_op_by_op_walk(monkeypatch):
+    from singax import autograd as ag
+    from singax.autograd import _op
+    ag.training = True
+    rng = np.random.default_rng(4)
+    x = Tensor(data=rng.normal(size=(6, 5)).astype(np.float32))
+    labels = Tensor(data=rng.integers(0, 3, 6).astype(np.int32))
+    w1 = Tensor(data=rng.normal(size=(5, 4)).astype(np.float32), stores_grad=True, requires_grad=True)
+    w2 = Tensor(data=rng.normal(size=(4, 3)).astype(np.float32), stores_grad=True, requires_grad=True)
+    b = Tensor(data=rng.normal(size=(3,)).astype(np.float32), stores_grad=True, requires_grad=True)
+
+    def loss():
+        h = ag.relu(ag.matmul(x, w1))
+        h = ag.add(h, ag.mul(h, h))            # h used three times: gradients add up
+        return ag.softmax_cross_entropy(ag.add_bias(ag.matmul(h, w2), b), labels)
+
+    y = loss()
+    assert _op._plan(y.creator) is not None   # this tape runs as one program
+    fused = {id(p): np.array(g.data) for p, g in ag.backward(y)}
+    monkeypatch.setattr(_op, "fused_backward", lambda root, dy: None)
+    walk = {id(p): np.array(g.data) for p, g in ag.backward(loss())}
+    assert set(fused) == set(walk) == {id(w1), id(w2), id(b)}
+    for k in walk:
+        np.testing.assert_allclose(fused[k], walk[k], rtol=1e-5, atol=1e-6)

@@ -4,15 +4,16 @@ backward cached per static configuration."""
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training
+from ._tape import MSG_NO_SAVED, Dummy, Operator, _none_if_float0, is_training, post_order
 from .._ctensor import raw
 from ..tensor import Tensor
+from ..tensor._tensor import _wrap
 
 OPS: dict[str, "Op"] = {}        # snake_case name -> Op (tests walk this)
 CLASSES: dict[str, type] = {}    # SINGA class name -> Operator subclass
@@ -208,6 +209,27 @@ class BuiltinOperator(Operator):
         return tuple(_none_if_float0(d) for d in bwd(tuple(saved), ys, dy))
 
 
+def _builtin_fusable(op) -> "tuple | None":
+    d = op.__dict__
+    if (d.get("_saved") is None or d.get("_pullback") is not None or not op.spec.differentiable
+            or type(op).backward is not BuiltinOperator.backward):
+        return None
+    return (_builtin_vjp, op.spec, op._key()), tuple(d["_saved"]), d["_ys"]
+
+
+def _builtin_vjp(static: tuple, saved: tuple, ys, dys: list) -> tuple:
+    """A registry operator's backward inside the fused program (as `BuiltinOperator.backward`)."""
+    _, spec, key = static
+    if isinstance(ys, tuple):
+        dy = tuple(jnp.zeros_like(y) if d is None else _like(d, y) for d, y in zip(dys, ys))
+    else:
+        dy = _like(dys[0], ys)
+    return spec.compiled(key)[1](saved, ys, dy)
+
+
+BuiltinOperator._fusable = _builtin_fusable
+
+
 def _like(dy, y):
     """dy as an array of y's shape and dtype (a Python float dy comes from SINGA's backward)."""
     if getattr(dy, "shape", None) == y.shape and getattr(dy, "dtype", None) == y.dtype:
@@ -220,6 +242,95 @@ def _public_backward(spec: Op) -> Callable:
         return spec.public_backward(raw(dy), *[raw(d) for d in more])
     backward.__doc__ = f"SINGA's low-level backward of {spec.cls}: {spec.public_backward.__doc__ or ''}"
     return backward
+
+
+class _Plan(NamedTuple):
+    """A tape whose operators all run registry backwards, as one program's signature."""
+    ops: list        # the operators, sources before their consumers
+    key: tuple       # per operator: class, configuration, saved and output shapes, wiring
+    outs: list       # (tensor, gradient name) per tensor that gets a gradient (stores_grad)
+    parts: list      # per operator: (saved arrays, outputs), the program's arguments
+
+
+_FUSED: dict[tuple, Callable] = {}
+
+
+def fused_backward(root: Operator, dy) -> "Iterator | None":
+    """The whole backward pass under `root` as one jitted program per tape signature,
+    yielding `(tensor, grad)` like `autograd.backward`; None when an operator must run its
+    own backward (a custom operator, a traced pullback, forward run without training)."""
+    plan = _plan(root)
+    if plan is None:
+        return None
+    return _run_plan(plan, dy)
+
+
+def _plan(root: Operator) -> "_Plan | None":
+    if getattr(root, "_fusable", None) is None or not root.requires_grad:
+        return None
+    order = [op for op in post_order([root]) if op.requires_grad and not isinstance(op, Dummy)]
+    index = {id(op): i for i, op in enumerate(order)}
+    key, parts, outs, out_of = [], [], [], {}
+    for op in order:
+        fusable = getattr(op, "_fusable", None)
+        part = fusable() if fusable is not None else None
+        if part is None:
+            return None
+        static, saved, ys = part
+        wiring = []
+        for src_op, x_id, x, stores in op.src:
+            i = index.get(id(src_op))
+            j = src_op.y_id2idx[x_id] if i is not None else -1
+            n = -1
+            if stores and (i is not None or isinstance(src_op, Dummy)):
+                n = out_of.get(x_id)
+                if n is None:
+                    n = out_of[x_id] = len(outs)
+                    outs.append((x, src_op.grad_name(max(j, 0))))
+            wiring.append((i, j, n))
+        n_ys = len(ys) if isinstance(ys, tuple) else 1
+        key.append((static, tuple((a.shape, a.dtype) for a in jax.tree.leaves((saved, ys))), n_ys,
+                    tuple(wiring)))
+        parts.append((saved, ys))
+    return _Plan(order, tuple(key), outs, parts)
+
+
+def _run_plan(plan: _Plan, dy) -> Iterator:
+    fn = _FUSED.get(plan.key)
+    if fn is None:
+        fn = _FUSED[plan.key] = jax.jit(_program(plan.key, len(plan.outs)))
+    grads = fn(plan.parts, dy)
+    for (x, name), g in zip(plan.outs, grads):
+        if g is not None:
+            yield x, _wrap(g, x.device, False, name=name)
+
+
+def _program(key: tuple, n_outs: int) -> Callable:
+    """The pure `(saved parts, dy) -> gradients` of a tape signature."""
+
+    def program(parts, dy):
+        slots = [[None] * k[2] for k in key]
+        slots[-1][0] = dy
+        grads = [None] * n_outs
+        for k in range(len(key) - 1, -1, -1):
+            static, _, _, wiring = key[k]
+            if all(d is None for d in slots[k]):
+                continue
+            saved, ys = parts[k]
+            dxs = static[0](static, saved, ys, slots[k])
+            for (i, j, n), dx in zip(wiring, dxs):
+                if dx is None or getattr(dx, "dtype", None) == jax.dtypes.float0:
+                    continue
+                if i is not None:
+                    slots[i][j] = dx if slots[i][j] is None else slots[i][j] + dx
+                elif n >= 0:
+                    grads[n] = dx if grads[n] is None else grads[n] + dx
+        for _, _, _, wiring in key:
+            for i, j, n in wiring:
+                if i is not None and n >= 0:
+                    grads[n] = slots[i][j]
+        return grads
+    return program
 
 
 def _make_function(spec: Op, cls: type) -> Callable:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -149,6 +149,27 @@ class Dummy(Operator):
         return getattr(self.tensor, attr)
 
 
+def post_order(roots: Sequence[Operator]) -> list[Operator]:
+    """Operators reachable from `roots`, each after all its sources (leaves in DFS order)."""
+    order, seen = [], set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, iter(getattr(root, "src", [])))]
+        while stack:
+            op, it = stack[-1]
+            for src_op, *_ in it:
+                if id(src_op) not in seen:
+                    seen.add(id(src_op))
+                    stack.append((src_op, iter(getattr(src_op, "src", []))))
+                    break
+            else:
+                stack.pop()
+                order.append(op)
+    return order
+
+
 def infer_dependency(op: Operator) -> tuple[Counter, Counter]:
     """Count, for every op reachable from `op`, how often it is a source, and
     for every tensor id how many consumers it has."""
@@ -193,9 +214,13 @@ def backward(y: Tensor, dy: Any = None) -> Iterator[tuple[Tensor, Tensor]]:
         raise ValueError(f"backward: y must have exactly one element (got shape {y.shape}); "
                          "pass dy for a non-scalar output")
     dy = _as_array(dy, y)
-    op_dep, tensor_dep = infer_dependency(y.creator)
     if y.stores_grad:
         yield y, Tensor(device=y.device, data=dy, requires_grad=False, name=y.creator.grad_name(0) if not isinstance(y.creator, Dummy) else y.name + "_g")
+    fused = sys.modules["singax.autograd._op"].fused_backward(y.creator, dy)
+    if fused is not None:
+        yield from fused
+        return
+    op_dep, tensor_dep = infer_dependency(y.creator)
     ready = [(y.creator, [dy] + [None] * (len(y.creator.y_id2idx) - 1))]
     pending: dict[int, list] = {}
     while ready:

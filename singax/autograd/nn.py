@@ -212,6 +212,25 @@ class _PureOperator(Operator):
         return dxs[0] if len(dxs) == 1 else dxs
 
 
+def _pure_fusable(op) -> "tuple | None":
+    d = op.__dict__
+    if d.get("_saved") is None or d.get("_pullback") is not None or d.get("_ys") is None or \
+            type(op).backward is not _PureOperator.backward:
+        return None
+    fn, static, xs, consts = d["_saved"]
+    return (_pure_vjp, fn, static), (tuple(xs), tuple(consts)), d["_ys"]
+
+
+def _pure_vjp(static: tuple, saved: tuple, y, dys: list) -> tuple:
+    """A pure operator's backward inside the fused program (as `_PureOperator.backward`)."""
+    _, fn, st = static
+    xs, consts = saved
+    return _jitted(fn)[1](st, xs, consts, _like(dys[0], y))
+
+
+_PureOperator._fusable = _pure_fusable
+
+
 def _cls(name: str) -> type:
     return CLASSES[name]
 

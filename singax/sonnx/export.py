@@ -19,7 +19,7 @@ from ._common import EXPORT_IR_VERSION, EXPORT_OPSET, helper, onnx, onnx_type_of
 from ._exporters import EXPORTERS, _Emit, _Graph
 from .. import autograd
 from ..autograd._op import BuiltinOperator
-from ..autograd._tape import Dummy, Operator
+from ..autograd._tape import Dummy, Operator, post_order
 from ..tensor import Tensor
 
 __all__ = ["SingaFrontend", "to_onnx", "EXPORTERS"]
@@ -28,27 +28,6 @@ _LOSSES = ("SoftMaxCrossEntropy", "CrossEntropy", "BinaryCrossEntropy", "MeanSqu
 
 
 # --------------------------------------------------------------------------- the walk
-def _post_order(roots: Sequence[Operator]) -> list[Operator]:
-    """Operators reachable from `roots`, each after all its sources (leaves in DFS order)."""
-    order, seen = [], set()
-    for root in roots:
-        if id(root) in seen:
-            continue
-        seen.add(id(root))
-        stack = [(root, iter(getattr(root, "src", [])))]
-        while stack:
-            op, it = stack[-1]
-            for src_op, *_ in it:
-                if id(src_op) not in seen:
-                    seen.add(id(src_op))
-                    stack.append((src_op, iter(getattr(src_op, "src", []))))
-                    break
-            else:
-                stack.pop()
-                order.append(op)
-    return order
-
-
 def _aval(t: Tensor):
     return jax.ShapeDtypeStruct(t.shape, t.data.dtype)
 
@@ -131,7 +110,7 @@ class SingaFrontend:
     def singa_to_onnx_graph(cls, inputs: Sequence[Tensor], y: Sequence[Tensor], model_name: str = "sonnx"):
         """Build a `GraphProto` for the tape that produced `y` from `inputs`."""
         inputs, ys = _tensor_inputs(inputs), _as_list(y, "outputs")
-        order = _post_order([t.creator for t in ys])
+        order = post_order([t.creator for t in ys])
         leaves = [op for op in order if isinstance(op, Dummy)]
         by_tensor = {id(t): i for i, t in enumerate(inputs)}
         input_of: dict[int, int] = {}     # id(leaf op) -> position in `inputs`
