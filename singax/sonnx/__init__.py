@@ -8,7 +8,7 @@ converter). See docs/onnx.md for the operator tables.
 from ._common import onnx
 from .export import EXPORTERS, SingaFrontend, to_onnx
 from ._importers import IMPORTERS, Imported, UnsupportedNode
-from . import _import_cast, _import_nn, _import_values  # noqa: F401  (their builders fill IMPORTERS)
+from . import _import_cast, _import_nn, _import_sequence, _import_values  # noqa: F401  (fill IMPORTERS)
 from .backend import (OnnxAttributes, OnnxNode, SONNXModel, SingaBackend, SingaRep, get_op, prepare,
                       run_node, supported_ops)
 
