@@ -249,4 +249,4 @@ def test_castlike_without_a_known_type_follows_the_held_dtype():
     (y,) = imp(x, Tensor(data=np.array([1], np.int32), dtype=np.int32))
     assert np.asarray(y.data).tolist() == [2, -2, 0]
     (y,) = imp(x, _t(np.array([1.0], np.float32)))
-    np.testing.assert_array_equal(np.asarray(y.data), [2.7, -2.7, 0.5])
+    np.testing.assert_array_equal(np.asarray(y.data), np.array([2.7, -2.7, 0.5], np.float32))
