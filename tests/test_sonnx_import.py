@@ -200,3 +200,53 @@ def test_batchnorm_training_mode_outputs_batch_statistics():
     np.testing.assert_allclose(np.asarray(v.data), 0.8 * var + 0.2 * bv, rtol=1e-5)
     check_grads(lambda t: imp(t, *[_t(a, requires_grad=False) for a in (s, b, mean, var)])[0] * _t(x),
                 _t(x))
+
+
+@pytest.mark.parametrize("split,keepdims,want", [(None, 1, [(1, 3)] * 4), (None, 0, [(3,)] * 4),
+                                                  (3, 1, [(3, 3), (1, 3)]), ([1, 3], 1, [(1, 3), (3, 3)])])
+def test_split_to_sequence_gives_a_list_of_pieces(split, keepdims, want):
+    ins = [("x", TensorProto.FLOAT, [4, 3])]
+    names = ["x"]
+    inits = []
+    if split is not None:
+        inits = [helper.make_tensor("s", TensorProto.INT64, [] if np.ndim(split) == 0 else [len(split)],
+                                    np.atleast_1d(split).tolist())]
+        names.append("s")
+    node = helper.make_node("SplitToSequence", names, ["seq"], axis=0, keepdims=keepdims)
+    at = helper.make_node("SequenceAt", ["seq", "one"], ["second"])
+    one = helper.make_tensor("one", TensorProto.INT64, [], [1])
+    dims = ["n", "m"][:len(want[0])]
+    seq_out = helper.make_tensor_sequence_value_info("seq", TensorProto.FLOAT, dims)
+    graph = helper.make_graph([node, at], "g", [helper.make_tensor_value_info(*i) for i in ins],
+                              [seq_out, helper.make_tensor_value_info("second", TensorProto.FLOAT, dims)],
+                              initializer=inits + [one])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    seq, second = _run(m, x)
+    assert [p.shape for p in seq] == want
+    np.testing.assert_array_equal(np.concatenate([p.reshape(-1, 3) for p in seq]), x)
+    np.testing.assert_array_equal(second, seq[1])
+
+
+def test_identity_passes_sequences_and_empty_optionals():
+    seq_type = helper.make_sequence_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, [2]))
+    opt_type = helper.make_optional_type_proto(seq_type)
+    node = helper.make_node("Identity", ["a"], ["b"])
+    graph = helper.make_graph([node], "g", [helper.make_value_info("a", opt_type)],
+                              [helper.make_value_info("b", opt_type)])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    seq = [np.array([1.0, 2.0], np.float32), np.array([3.0, 4.0], np.float32)]
+    (out,) = _run(m, seq)
+    assert len(out) == 2 and all(np.array_equal(o, s) for o, s in zip(out, seq))
+    assert _run(m, None) == [None]
+    with pytest.raises(TypeError, match="is a sequence: pass a list"):
+        _run(m, seq[0])
+
+
+def test_castlike_without_a_known_type_follows_the_held_dtype():
+    imp = sonnx.get_op(helper.make_node("CastLike", ["x", "like"], ["y"]), 18)
+    x = _t(np.array([2.7, -2.7, 0.5], np.float32))
+    (y,) = imp(x, Tensor(data=np.array([1], np.int32), dtype=np.int32))
+    assert np.asarray(y.data).tolist() == [2, -2, 0]
+    (y,) = imp(x, _t(np.array([1.0], np.float32)))
+    np.testing.assert_array_equal(np.asarray(y.data), np.array([2.7, -2.7, 0.5], np.float32))

@@ -124,9 +124,12 @@ def _cast_like(node, opset):
     declared = node.input_types[1] if len(node.input_types) > 1 else None
     flags = _flags(node)
     fixed = converter(node, declared, *flags) if declared else None
+    by_kind: dict = {}   # FLOAT / INT32 converters, built on first use
 
     def run(x, like):
-        held = TensorProto.INT32 if np.dtype(like.data.dtype).kind in "iu" else TensorProto.FLOAT
-        convert = fixed or converter(node, held, *flags)
+        convert = fixed
+        if convert is None:
+            to = TensorProto.INT32 if np.dtype(like.data.dtype).kind in "iu" else TensorProto.FLOAT
+            convert = by_kind.get(to) or by_kind.setdefault(to, converter(node, to, *flags))
         return _cast_tensor(convert, x)
     return Imported(node, run)

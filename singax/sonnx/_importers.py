@@ -97,7 +97,7 @@ _PLAIN = {
     "Abs": "Abs", "Sign": "Sign", "Neg": "Negative", "Reciprocal": "Reciprocal", "Softplus": "SoftPlus",
     "Softsign": "SoftSign", "Cos": "Cos", "Sin": "Sin", "Tan": "Tan", "Cosh": "Cosh", "Sinh": "Sinh",
     "Acos": "Acos", "Asin": "Asin", "Atan": "Atan", "Acosh": "Acosh", "Asinh": "Asinh", "Atanh": "Atanh",
-    "Ceil": "Ceil", "Floor": "Floor", "Round": "Rounde", "Erf": "Erf", "Identity": "Identity",
+    "Ceil": "Ceil", "Floor": "Floor", "Round": "Rounde", "Erf": "Erf",
     "PRelu": "PRelu", "MatMul": "Matmul", "Add": "Add", "Sub": "Sub", "Mul": "Mul", "Div": "Div",
     "Pow": "Pow", "Sum": "Sum", "Mean": "Mean", "Max": "Max", "Min": "Min", "Equal": "Equal",
     "Less": "Less", "Greater": "Greater", "And": "And", "Or": "Or", "Xor": "Xor", "Not": "Not",

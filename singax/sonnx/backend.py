@@ -10,15 +10,15 @@ Reshape pattern) are evaluated concretely even inside `Model.compile`'s trace.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections import OrderedDict, namedtuple
 from typing import Any, Sequence
 
 import jax
 import numpy as np
 
-from ._common import _IMPORT_TYPES, IMPORT_OPSETS, TensorProto, helper, import_array, numpy_helper, onnx, singa_dtype_of_onnx
+from ._common import _IMPORT_TYPES, TensorProto, helper, import_array, numpy_helper, singa_dtype_of_onnx
 from ._importers import IMPORTERS, Imported, UnsupportedNode
+from ._load import elem_types, load_checked
 from .. import device as _device
 from ..layer import Layer
 from ..model import Model
@@ -32,7 +32,8 @@ except ImportError:  # pragma: no cover - very old or stripped onnx
 __all__ = ["OnnxAttributes", "OnnxNode", "SingaBackend", "SingaRep", "SONNXModel", "prepare",
            "run_node", "get_op", "supported_ops"]
 
-ValueInfo = namedtuple("ValueInfo", ["name", "dtype", "shape"])
+# kind: "tensor", "sequence" (a list of tensors), "optional" or "optional sequence" (may be None)
+ValueInfo = namedtuple("ValueInfo", ["name", "dtype", "shape", "kind"], defaults=("tensor",))
 
 
 def supported_ops() -> list[str]:
@@ -97,135 +98,33 @@ def get_op(onnx_node, opset_version: int = 11) -> Imported:
 
 
 # --------------------------------------------------------------------------- helpers
-def _load(model):
-    if isinstance(model, (bytes, bytearray, str, os.PathLike)):
-        try:
-            if isinstance(model, (str, os.PathLike)):
-                proto = onnx.load(model, load_external_data=False)
-                _load_external_data(proto, os.path.dirname(os.path.abspath(model)))
-                return proto
-            proto = onnx.load_from_string(bytes(model))
-        except (OSError, ValueError):
-            raise
-        except Exception as err:   # protobuf's DecodeError and friends
-            raise ValueError(f"sonnx.prepare: malformed ONNX model (cannot parse it: {err})") from None
-    elif isinstance(model, onnx.ModelProto):
-        proto = model
-    else:
-        raise TypeError(f"sonnx.prepare: expected an onnx.ModelProto, bytes or a file path, got "
-                        f"{type(model).__name__}")
-    _load_external_data(proto, None)
-    return proto
-
-
-def _tensors(graph):
-    """Every TensorProto of `graph`: initializers and tensor attributes, subgraphs included."""
-    yield from graph.initializer
-    for node in graph.node:
-        for a in node.attribute:
-            if a.HasField("t"):
-                yield a.t
-            yield from a.tensors
-            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                yield from _tensors(g)
-
-
-def _load_external_data(model, folder: str | None) -> None:
-    """Read external tensor data from files inside `folder` (the model file's folder).
-
-    A model given as bytes or a ModelProto has no folder, so external data is refused;
-    a location must be a relative path that stays inside the folder (symlinks resolved).
-    """
-    external = [t for t in _tensors(model.graph) if t.data_location == TensorProto.EXTERNAL]
-    if not external:
-        return
-    if folder is None:
-        raise ValueError(f"sonnx.prepare: tensor {external[0].name!r} keeps its data in an external file, "
-                         "which is read only for a model loaded from a file path (pass the .onnx path)")
-    from onnx import external_data_helper
-    root = os.path.realpath(folder)
-    for t in external:
-        location = next((e.value for e in t.external_data if e.key == "location"), "")
-        target = os.path.realpath(os.path.join(root, location))
-        if (not location or os.path.isabs(location) or ".." in location.replace("\\", "/").split("/")
-                or os.path.commonpath([root, target]) != root or not os.path.isfile(target)):
-            raise ValueError(f"sonnx.prepare: tensor {t.name!r} names external data {location!r}, which is "
-                             f"not a file inside the model folder {folder}")
-        try:
-            external_data_helper.load_external_data_for_tensor(t, root)
-        except Exception as err:
-            raise ValueError(f"sonnx.prepare: cannot read external data {location!r} of tensor "
-                             f"{t.name!r} in {folder}: {err}") from None
-
-
-def _opset(model) -> int:
-    for o in model.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            return int(o.version)
-    return 1
-
-
-def _newest_since(model, opset: int) -> int:
-    """The newest operator version (`since_version`) the model's default-domain nodes use."""
-    newest = 1
-    for node in model.graph.node:
-        if node.domain in ("", "ai.onnx"):
-            try:
-                newest = max(newest, onnx.defs.get_schema(node.op_type, opset).since_version)
-            except Exception:   # an op unknown to this onnx: prepare names it
-                pass
-    return newest
-
-
-def _checked(model):
-    """Check, and bring the opset into IMPORT_OPSETS (version converter) if needed.
-
-    A newer opset whose operators all keep a definition from IMPORT_OPSETS (their
-    `since_version`) is read as it is.
-    """
-    try:
-        onnx.checker.check_model(model)
-    except Exception as err:
-        raise ValueError(f"sonnx.prepare: malformed ONNX model: {err}") from None
-    opset = _opset(model)
-    last = IMPORT_OPSETS[-1]
-    if opset in IMPORT_OPSETS or (opset > last and _newest_since(model, opset) <= last):
-        return model, opset
-    target = IMPORT_OPSETS.start if opset < IMPORT_OPSETS.start else last
-    try:
-        from onnx import version_converter
-        model = version_converter.convert_version(model, target)
-        onnx.checker.check_model(model)
-    except Exception as err:
-        raise ValueError(f"sonnx.prepare: opset {opset} is not supported (singax imports opsets "
-                         f"{IMPORT_OPSETS.start}-{last}) and converting it to opset {target} "
-                         f"failed: {err}") from None
-    return model, _opset(model)
-
-
-def _elem_types(model) -> dict[str, int]:
-    """Value name -> ONNX element type, as declared or as ONNX's shape inference finds it."""
-    try:
-        graph = onnx.shape_inference.infer_shapes(model).graph
-    except Exception:   # inference is a help here, not a requirement
-        graph = model.graph
-    types = {t.name: t.data_type for t in graph.initializer}
-    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
-        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
-            types[vi.name] = vi.type.tensor_type.elem_type
-    return types
+def _tensor_type(type_proto) -> tuple[Any, str]:
+    """(the tensor type inside optional/sequence wrappers, the kind of value)."""
+    kind = []
+    while True:
+        if type_proto.HasField("optional_type"):
+            kind.append("optional")
+            type_proto = type_proto.optional_type.elem_type
+        elif type_proto.HasField("sequence_type"):
+            kind.append("sequence")
+            type_proto = type_proto.sequence_type.elem_type
+        else:
+            break
+    if not type_proto.HasField("tensor_type") or kind.count("sequence") > 1:
+        return None, ""
+    return type_proto.tensor_type, " ".join(kind) or "tensor"
 
 
 def _value_info(vi) -> ValueInfo:
-    t = vi.type.tensor_type
-    if not vi.type.HasField("tensor_type"):
-        raise ValueError(f"sonnx.prepare: graph value {vi.name!r} is not a tensor (sequences and maps "
-                         "are not supported)")
+    t, kind = _tensor_type(vi.type)
+    if t is None:
+        raise ValueError(f"sonnx.prepare: graph value {vi.name!r} is neither a tensor nor a sequence of "
+                         "tensors (maps and nested sequences are not supported)")
     dtype = singa_dtype_of_onnx(t.elem_type, f"sonnx.prepare: graph value {vi.name!r}") if t.elem_type else None
     shape = None
     if t.HasField("shape"):
         shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
-    return ValueInfo(vi.name, dtype, shape)
+    return ValueInfo(vi.name, dtype, shape, kind)
 
 
 def _resolve_device(device) -> _device.Device:
@@ -275,13 +174,13 @@ def prepare(model, device: Any = "CPU", **kwargs) -> "SingaRep":
     SINGA: reads BatchNormalization's momentum as its own factor, ignores epsilon and reads
     4-element pads as (top, bottom, left, right); singax follows ONNX for all three.
     """
-    model, opset = _checked(_load(model))
+    model, opset = load_checked(model)
     graph = model.graph
     dev = _resolve_device(device)
     inits = {i.name: i for i in graph.initializer}
     onnx_nodes = list(graph.node)
     names = _unique_names(onnx_nodes)
-    types = _elem_types(model)
+    types = elem_types(model)
     constants: dict[str, np.ndarray] = {}
     layers, problems, unknown = [], [], False
     for n, name in zip(onnx_nodes, names):
@@ -399,14 +298,13 @@ class SingaRep(BackendRep):
                     args = [self._arg(node, imp, pos, name, values, static) for pos, name in enumerate(node.inputs)]
                     outs = imp(*args)
             except (ValueError, TypeError) as err:
-                shapes = ", ".join("-" if a is None else str(tuple(np.shape(a.data if isinstance(a, Tensor) else a)))
-                                   for a in args)
+                shapes = ", ".join(_shape_text(a) for a in args)
                 raise ValueError(f"sonnx: node {node.name!r} (op type {node.op_type}) failed on inputs of "
                                  f"shapes ({shapes}): {err}") from err
             for name, t in zip(node.outputs, outs):
                 if name:
                     values[name] = t
-                    if i in self.static_nodes:
+                    if i in self.static_nodes and isinstance(t, Tensor):
                         static[name] = np.asarray(t.data)
         if last_layers is None:
             result = [self._lookup(o.name, values, static) for o in self.outputs]
@@ -415,10 +313,20 @@ class SingaRep(BackendRep):
         result += [self._lookup(n, values, static) for n in aux_output]
         if self.is_graph:
             return result
-        return [np.asarray(t.data) for t in result]
+        return [_numpy(t) for t in result]
 
     # --- internals -------------------------------------------------------------
-    def _input(self, info: ValueInfo, v) -> Tensor:
+    def _input(self, info: ValueInfo, v):
+        if info.kind.startswith("optional") and v is None:
+            return None
+        if info.kind.endswith("sequence"):
+            if not isinstance(v, (list, tuple)):
+                raise TypeError(f"sonnx: input {info.name!r} is a sequence: pass a list of arrays, got "
+                                f"{type(v).__name__}")
+            return [self._tensor_input(info, e) for e in v]
+        return self._tensor_input(info, v)
+
+    def _tensor_input(self, info: ValueInfo, v) -> Tensor:
         arr = v.data if isinstance(v, Tensor) else import_array(v, f"sonnx: input {info.name!r}")
         shape = tuple(arr.shape)
         if info.shape is not None and (len(shape) != len(info.shape)
@@ -457,13 +365,28 @@ class SingaRep(BackendRep):
 
     def _lookup(self, name: str, values: dict, static: dict) -> Tensor:
         t = values.get(name)
-        if t is None:
+        if t is None and name not in values:
             if name not in static:
                 raise ValueError(f"sonnx: no tensor named {name!r} in the model (graph inputs: "
                                  f"{', '.join(i.name for i in self.inputs)})")
             arr = import_array(static[name], f"sonnx: constant {name!r}")
             t = values[name] = Tensor(device=self.dev, data=arr, dtype=arr.dtype, requires_grad=False)
         return t
+
+
+def _shape_text(a) -> str:
+    if a is None:
+        return "-"
+    if isinstance(a, list):
+        return "[" + ", ".join(_shape_text(e) for e in a) + "]"
+    return str(tuple(np.shape(a.data if isinstance(a, Tensor) else a)))
+
+
+def _numpy(t):
+    """A run result as numpy: arrays, lists of arrays for sequences, None for an empty optional."""
+    if t is None or isinstance(t, list):
+        return t if t is None else [np.asarray(e.data) for e in t]
+    return np.asarray(t.data)
 
 
 # --------------------------------------------------------------------------- backend
@@ -530,12 +453,15 @@ class _TypedRep(BackendRep):
 
     def __init__(self, rep: SingaRep, model):
         self.rep = rep
-        self.types = [helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type)
-                      if o.type.tensor_type.elem_type else None for o in model.graph.output]
+        self.types = []
+        for o in model.graph.output:
+            t, _ = _tensor_type(o.type)
+            self.types.append(helper.tensor_dtype_to_np_dtype(t.elem_type) if t is not None and t.elem_type
+                              else None)
 
     def run(self, inputs, **kwargs) -> list:
-        outs = self.rep.run(inputs, **kwargs)
-        return [np.asarray(o.data if isinstance(o, Tensor) else o).astype(t) if t is not None else o
+        outs = [_numpy(o) if isinstance(o, (Tensor, list)) else o for o in self.rep.run(inputs, **kwargs)]
+        return [o if t is None or o is None else [e.astype(t) for e in o] if isinstance(o, list) else o.astype(t)
                 for o, t in zip(outs, self.types)]
 
 
