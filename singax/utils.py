@@ -172,30 +172,18 @@ def post_order_recursive(root: Any, root_t: Any = None):
     SINGA: `inputs` maps to the leaf tensor (SINGA stores None there); the walk is
     iterative, so deep tapes (long RNN unrolls) do not hit Python's recursion limit.
     """
-    from .autograd._tape import Dummy
+    from .autograd._tape import Dummy, post_order
 
     nodes: OrderedDict = OrderedDict()
     weights: OrderedDict = OrderedDict()
     inputs: OrderedDict = OrderedDict()
-    done: set = set()
-    # each entry: (op, the tensor it produced as recorded by its consumer, children expanded?)
-    stack = [(root, root_t, False)]
-    while stack:
-        op, tensor, expanded = stack.pop()
-        if op is None or id(op) in done:
-            continue
-        if not expanded:
-            stack.append((op, tensor, True))
-            for src_op, _, x, _ in reversed(getattr(op, "src", [])):
-                if id(src_op) not in done:
-                    stack.append((src_op, x, False))
-            continue
-        done.add(id(op))
-        if isinstance(op, Dummy):
-            if tensor is not None or getattr(op.tensor, "stores_grad", False):
-                weights[op.name] = tensor if tensor is not None else op.tensor
-            else:
-                inputs[op.name] = op.tensor
-        else:
+    for op in post_order([root]) if root is not None else []:
+        if not isinstance(op, Dummy):
             nodes[op.name] = op
+        elif op is root and root_t is not None:
+            weights[op.name] = root_t
+        elif op.tensor.stores_grad:
+            weights[op.name] = op.tensor
+        else:
+            inputs[op.name] = op.tensor
     return nodes, weights, inputs

@@ -180,3 +180,15 @@ def test_whole_backward_in_one_program_matches_the_op_by_op_walk(monkeypatch):
     assert set(fused) == set(walk) == {id(w1), id(w2), id(b)}
     for k in walk:
         np.testing.assert_allclose(fused[k], walk[k], rtol=1e-5, atol=1e-6)
+
+
+def test_src_records_each_input_as_a_named_source_that_is_still_a_tuple():
+    w = Tensor(data=np.ones((2, 2), np.float32), stores_grad=True, requires_grad=True)
+    x = Tensor(data=np.full((2, 2), 3.0, np.float32), requires_grad=False)
+    y = autograd.matmul(x, w)
+    (sx, sw) = y.creator.src
+    assert isinstance(sw, tuple) and len(sw) == 4
+    assert sw.op is w.creator and sw.x_id == id(w) and sw.tensor is w and sw.stores_grad
+    assert sx.tensor is None and not sx.stores_grad
+    creator, x_id, t, stores = sw   # SINGA code unpacks the 4-tuple
+    assert (creator, x_id, t, stores) == (w.creator, id(w), w, True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +23,14 @@ class OperandError(ValueError, AssertionError):
 
 def is_training() -> bool:
     return sys.modules["singax.autograd"].training
+
+
+class Source(NamedTuple):
+    """One input of an operator as the tape records it (SINGA's 4-tuple in `op.src`)."""
+    op: Any              # the input's creator (an Operator, or a Dummy for a leaf)
+    x_id: int            # id() of the input Tensor
+    tensor: Any          # the input Tensor when it stores its gradient, else None
+    stores_grad: bool
 
 
 class Operator:
@@ -65,7 +73,7 @@ class Operator:
             if not isinstance(x, Tensor):
                 raise TypeError(f"{type(self).__name__}: input {i} must be a Tensor, got {type(x).__name__}")
         self.requires_grad = any(x.requires_grad for x in xs)
-        self.src = [(x.creator, id(x), x if x.stores_grad else None, x.stores_grad) for x in xs]
+        self.src = [Source(x.creator, id(x), x if x.stores_grad else None, x.stores_grad) for x in xs]
         dev = xs[0].device if xs else None
         ys = self._forward_raw(*[x.data for x in xs])
         if not isinstance(ys, tuple):
@@ -175,15 +183,10 @@ def infer_dependency(op: Operator) -> tuple[Counter, Counter]:
     for every tensor id how many consumers it has."""
     op_count: Counter = Counter()
     tensor_count: Counter = Counter()
-    stack, seen = [op], {id(op)}
-    while stack:
-        cur = stack.pop()
-        for src_op, x_id, _, _ in cur.src:
-            op_count[src_op] += 1
-            tensor_count[x_id] += 1
-            if id(src_op) not in seen:
-                seen.add(id(src_op))
-                stack.append(src_op)
+    for cur in post_order([op]):
+        for src in cur.src:
+            op_count[src.op] += 1
+            tensor_count[src.x_id] += 1
     return op_count, tensor_count
 
 
