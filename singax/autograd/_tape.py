@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from .._ctensor import CTensor, raw
+from .._handle import is_tracer
 from ..tensor._tensor import Tensor, _wrap
 
 MSG_NO_SAVED = ("{op}: backward needs values saved by forward, but forward ran with "
@@ -190,9 +191,25 @@ def infer_dependency(op: Operator) -> tuple[Counter, Counter]:
     return op_count, tensor_count
 
 
+_SEEDS: dict[tuple, jax.Array] = {}   # the ones that start backward from a loss, per (shape, dtype, device)
+
+
+def _ones_like_output(y: Tensor):
+    """Ones of y's shape and dtype; cached, since every backward from a loss starts there (the
+    array never leaves the tape: y itself stores no gradient, and no program donates it)."""
+    data = y.data
+    if y.stores_grad or is_tracer(data):
+        return jnp.ones(data.shape, data.dtype)
+    key = (data.shape, data.dtype, y.device)
+    seed = _SEEDS.get(key)
+    if seed is None:
+        seed = _SEEDS[key] = jnp.ones(data.shape, data.dtype, device=y.device.jax_device)
+    return seed
+
+
 def _as_array(dy, y: Tensor):
     if dy is None:
-        return jnp.ones(y.shape, y.data.dtype)
+        return _ones_like_output(y)
     if isinstance(dy, Tensor):
         return dy.data
     if isinstance(dy, (int, float)):
