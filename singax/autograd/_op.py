@@ -31,30 +31,23 @@ class Op:
       inputs: number of tensor inputs, or None for varargs.
       diff: indices of inputs that get gradients (default: all); others get None.
       differentiable: False for ops SINGA gives no backward (comparisons, shape...).
-      saves: "training" (default: kept for backward only while training) or "always".
-      Test metadata: `domain` ("default", "positive", "small", "unit", "nonzero",
-      "above1"), `shapes` (input shapes), `samples` (list of attr dicts to test),
-      `tol` (gradient-check tolerance override), `int_inputs` (indices sampled as ints),
-      `ref` (a numpy reference `ref(*np_arrays, **attrs)` for the forward test),
-      `sample` (custom `sample(rng, attrs) -> list of np arrays` replacing the default
-      sampler), `check` (`check(*arrays, **attrs)` raising a clear error before XLA).
+      check: `check(*arrays, **attrs)` raising a clear error before XLA sees the inputs.
+      doc: the docstring of the class and the function.
+
+    The operator tests keep their samples and numpy references beside the table, in
+    tests/op_specs (one `OpTest` per row).
     """
 
     def __init__(self, name: str, forward: Callable, grad: Callable | None = None, *,
                  cls: str | None = None, attrs: Sequence[tuple[str, Any]] = (),
                  inputs: int | None = 1, diff: Sequence[int] | None = None,
-                 differentiable: bool = True, domain: str = "default",
-                 shapes: Sequence[tuple] | None = None, samples: Sequence[dict] | None = None,
-                 tol: float | None = None, int_inputs: Sequence[int] = (), check: Callable | None = None,
-                 ref: Callable | None = None, sample: Callable | None = None, doc: str = ""):
+                 differentiable: bool = True, check: Callable | None = None, doc: str = ""):
         self.name, self.forward, self.grad = name, forward, grad
         self.cls = cls or "".join(p.capitalize() for p in name.split("_"))
         self.attrs = tuple(attrs)
         self.attr_names = tuple(a for a, _ in self.attrs)
         self.inputs, self.diff, self.differentiable = inputs, diff, differentiable
-        self.domain, self.shapes, self.samples, self.tol = domain, shapes, samples, tol
-        self.int_inputs, self.check, self.doc = tuple(int_inputs), check, doc
-        self.ref, self.sample = ref, sample
+        self.check, self.doc = check, doc
         self._compiled: dict[tuple, tuple] = {}
 
     def pure(self, *xs, **attrs):
