@@ -40,6 +40,37 @@ def test_every_operator_has_test_metadata():
     assert TESTS.keys() - rows == set(), f"tests/op_specs entries naming no operator: {sorted(TESTS.keys() - rows)}"
 
 
+def _first_case(name):
+    return next(p.values for p in cases() if p.values[0].name == name)
+
+
+def test_public_functions_are_the_rows_functions():
+    """A row with SINGA's own signature names its wrapper in the `function` column."""
+    for name, spec in autograd.OPS.items():
+        if name in autograd.__all__:
+            assert getattr(autograd, name) is spec.function, name
+
+
+@pytest.mark.parametrize("name", [n for n, s in autograd.OPS.items() if s.in_place is not None])
+def test_in_place_rows_write_into_their_input(name):
+    spec, shapes, attrs = _first_case(name)
+    arrays = sample_inputs(spec, shapes, attrs)
+    xs = [Tensor(data=a.astype(np.float32)) for a in arrays]
+    ys = spec.op_class(**attrs)(*xs)
+    assert xs[spec.in_place].data is ys[0].data
+    np.testing.assert_allclose(np.asarray(ys[0].data), TESTS[name].ref(*arrays, **attrs), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", [n for n, s in autograd.OPS.items() if s.eager])
+def test_eager_rows_refuse_tracing(name):
+    spec, shapes, attrs = _first_case(name)
+    arrays = [jnp.asarray(a) for a in sample_inputs(spec, shapes, attrs)]
+    op = spec.op_class(**attrs)
+    np.testing.assert_array_equal(np.asarray(op._forward_raw(*arrays)), spec.pure(*arrays, **attrs))
+    with pytest.raises(ValueError, match=f"{name}: the output shape depends on the input values"):
+        jax.jit(lambda *xs: op._forward_raw(*xs))(*arrays)
+
+
 def run_op(spec, attrs, arrays, dtype):
     autograd.training = True
     xs = [Tensor(data=a.astype(dtype) if a.dtype.kind == "f" else a,

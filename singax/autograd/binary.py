@@ -10,11 +10,10 @@ from __future__ import annotations
 import functools
 import operator
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._op import OPS, BuiltinOperator, Op, register
+from ._op import Op, register
 from ._tape import OperandError, back_broadcast
 from .. import tensor as _tensor
 from ..tensor import Tensor
@@ -113,6 +112,50 @@ def _select_grad(better):
     return grad
 
 
+# --- SINGA's own signatures: the `function` column of the rows below; each calls the
+# generated function its table binds (`_add_bias_fn`...)
+
+def add_bias(x: Tensor, b: Tensor, axis: int = 0) -> Tensor:
+    """Add a bias to every row (axis=0, len(b) = columns) or column (axis=1) of a 2-D x.
+
+    Like SINGA this modifies `x` in place (its `.data` becomes the result) and
+    returns the result; `b` may be 1-D or a (1, n) row.
+
+    SINGA: its axis=1 bias gradient sums over rows (wrong length); singax sums over axis 1.
+    """
+    return _add_bias_fn(x, b, axis=axis)
+
+
+def gemm(A: Tensor, B: Tensor, C: Tensor | None = None, alpha: float = 1.0, beta: float = 1.0,
+         transA: int = 0, transB: int = 0) -> Tensor:
+    """alpha * A' @ B' + beta * C, where A' = A.T if transA and B' = B.T if transB.
+
+    `C` is optional and broadcast to the (M, N) output; its gradient is un-broadcast.
+    """
+    xs = (A, B) if C is None else (A, B, C)
+    return _gemm_fn(*xs, alpha=alpha, beta=beta, transA=transA, transB=transB)
+
+
+def sum(*l: Tensor) -> Tensor:
+    """Element-wise sum of any number of tensors (shadows the builtin in this module)."""
+    return _sum_fn(*l)
+
+
+def mean(*l: Tensor) -> Tensor:
+    """Element-wise mean of any number of tensors."""
+    return _mean_fn(*l)
+
+
+def max(*l: Tensor) -> Tensor:
+    """Element-wise max, folded left to right; ties go to the earlier input."""
+    return _max_fn(*l)
+
+
+def min(*l: Tensor) -> Tensor:
+    """Element-wise min, folded left to right; ties go to the earlier input."""
+    return _min_fn(*l)
+
+
 add, sub, mul, div, pow, matmul, _add_bias_fn, _gemm_fn = register(
     Op("add", operator.add, inputs=2, doc="a + b, broadcast."),
     Op("sub", _as_first(operator.sub), inputs=2,
@@ -128,24 +171,27 @@ add, sub, mul, div, pow, matmul, _add_bias_fn, _gemm_fn = register(
            "SINGA: its batched backward reverses all axes instead of the last two; "
            "singax's batched gradient is correct."),
     Op("add_bias", _add_bias, cls="AddBias", attrs=(("axis", 0),), inputs=2, check=_add_bias_check,
+       function=add_bias, in_place=0,
        doc="Add bias b to every row (axis=0) or column (axis=1) of a 2-D x, in place."),
     Op("gemm", _gemm, attrs=(("alpha", 1.0), ("beta", 1.0), ("transA", 0), ("transB", 0)),
-       inputs=None, check=_gemm_check,
+       inputs=None, check=_gemm_check, function=gemm,
        doc="alpha * A' @ B' + beta * C, A' = A.T if transA (likewise B); C optional, broadcast."),
     export=__all__,
 )
 
 _sum_fn, _mean_fn, _max_fn, _min_fn = register(
-    Op("sum", lambda *xs: functools.reduce(operator.add, xs), inputs=None,
+    Op("sum", lambda *xs: functools.reduce(operator.add, xs), inputs=None, function=sum,
        doc="Element-wise sum of the inputs.\n\nSINGA: its backward returns a list, which breaks "
            "autograd.backward; singax returns one gradient per input."),
-    Op("mean", lambda *xs: functools.reduce(operator.add, xs) / len(xs), inputs=None,
+    Op("mean", lambda *xs: functools.reduce(operator.add, xs) / len(xs), inputs=None, function=mean,
        doc="Element-wise mean of the inputs.\n\nSINGA: its backward returns a list, which breaks "
            "autograd.backward; singax returns one gradient per input."),
     Op("max", lambda *xs: _select(xs, jnp.greater)[0], grad=_select_grad(jnp.greater), inputs=None,
+       function=max,
        doc="Element-wise max; a tie goes to the earlier input, which gets dy.\n\n"
            "SINGA: its backward returns the selection masks without multiplying by dy."),
     Op("min", lambda *xs: _select(xs, jnp.less)[0], grad=_select_grad(jnp.less), inputs=None,
+       function=min,
        doc="Element-wise min; a tie goes to the earlier input, which gets dy.\n\n"
            "SINGA: its backward returns the selection masks without multiplying by dy."),
     export=__all__,
@@ -229,102 +275,6 @@ def _constant_of_shape(x, value=0.0):
     return jnp.full(dims, float(_first(value)), jnp.float32)
 
 
-shape, cast, _nonzero_fn, _onehot_fn, constant_of_shape = register(
-    Op("shape", lambda x: jnp.asarray(x.shape, jnp.int32), differentiable=False,
-       doc="The dims of x as an int32 1-D tensor."),
-    Op("cast", lambda x, to=None: x.astype(_tensor.to_np_dtype(to)), attrs=(("to", None),),
-       differentiable=False, check=_cast_check,
-       doc="x converted to the dtype code `to`; float to int truncates toward zero."),
-    Op("nonzero", _nonzero, cls="NonZero", differentiable=False,
-       doc="Indices of the non-zero elements, int32 of shape (x.ndim, nnz), in numpy's order."),
-    Op("onehot", _onehot, cls="OneHot", attrs=(("axis", -1), ("depth", None), ("values", (0.0, 1.0))),
-       differentiable=False, check=_onehot_check,
-       doc="One-hot encoding: float32, new dim of size depth at `axis`, values = [off, on]."),
-    Op("constant_of_shape", _constant_of_shape, cls="ConstantOfShape", attrs=(("value", 0.0),),
-       differentiable=False,
-       doc="A float32 tensor of the dims given by the 1-D tensor x, filled with `value`."),
-    export=__all__,
-)
-
-
-def _run_eagerly(name: str) -> None:
-    """Make a row's class skip jit: its output shape depends on input values."""
-    spec = OPS[name]
-
-    def _forward_raw(self, *xs):
-        if any(isinstance(x, jax.core.Tracer) for x in xs):
-            raise ValueError(f"{name}: the output shape depends on the input values, so it "
-                             "cannot run inside a traced step (Model.compile / jax.jit)")
-        return spec.forward(*xs, **dict(zip(spec.attr_names, self._key())))
-    spec.op_class._forward_raw = _forward_raw
-
-
-_run_eagerly("nonzero")
-_run_eagerly("constant_of_shape")
-
-
-def _add_bias_in_place(self, x: Tensor, b: Tensor) -> tuple:
-    ys = BuiltinOperator._do_forward(self, x, b)
-    x.data = ys[0].data   # SINGA adds into x's own storage: x sees the bias too
-    return ys
-
-
-OPS["add_bias"].op_class._do_forward = _add_bias_in_place
-
-
-# --- wrappers with SINGA's own signatures -----------------------------------
-
-def add_bias(x: Tensor, b: Tensor, axis: int = 0) -> Tensor:
-    """Add a bias to every row (axis=0, len(b) = columns) or column (axis=1) of a 2-D x.
-
-    Like SINGA this modifies `x` in place (its `.data` becomes the result) and
-    returns the result; `b` may be 1-D or a (1, n) row.
-
-    SINGA: its axis=1 bias gradient sums over rows (wrong length); singax sums over axis 1.
-    """
-    return _add_bias_fn(x, b, axis=axis)
-
-
-def gemm(A: Tensor, B: Tensor, C: Tensor | None = None, alpha: float = 1.0, beta: float = 1.0,
-         transA: int = 0, transB: int = 0) -> Tensor:
-    """alpha * A' @ B' + beta * C, where A' = A.T if transA and B' = B.T if transB.
-
-    `C` is optional and broadcast to the (M, N) output; its gradient is un-broadcast.
-    """
-    xs = (A, B) if C is None else (A, B, C)
-    return _gemm_fn(*xs, alpha=alpha, beta=beta, transA=transA, transB=transB)
-
-
-def sum(*l: Tensor) -> Tensor:
-    """Element-wise sum of any number of tensors (shadows the builtin in this module)."""
-    return _sum_fn(*l)
-
-
-def mean(*l: Tensor) -> Tensor:
-    """Element-wise mean of any number of tensors."""
-    return _mean_fn(*l)
-
-
-def max(*l: Tensor) -> Tensor:
-    """Element-wise max, folded left to right; ties go to the earlier input."""
-    return _max_fn(*l)
-
-
-def min(*l: Tensor) -> Tensor:
-    """Element-wise min, folded left to right; ties go to the earlier input."""
-    return _min_fn(*l)
-
-
-def add_all(*xs: Tensor) -> Tensor:
-    """Sum of one or more tensors, as a chain of `add` ops.
-
-    SINGA: its add_all returns None (and needs at least 3 inputs); singax returns the sum.
-    """
-    if not xs:
-        raise TypeError("add_all: needs at least one tensor")
-    return functools.reduce(add, xs)
-
-
 def nonzero(x: Tensor) -> Tensor:
     """Indices of the non-zero elements of x: int32 of shape (x.ndim, nnz)."""
     return _nonzero_fn(x)
@@ -342,7 +292,29 @@ def onehot(axis: int, indices: Tensor, depth: int, values) -> Tensor:
     return _onehot_fn(indices, axis, depth, values)
 
 
-for _name, _fn in [("add_bias", add_bias), ("gemm", gemm), ("sum", sum), ("mean", mean), ("max", max),
-                   ("min", min), ("nonzero", nonzero), ("onehot", onehot)]:
-    OPS[_name].function = _fn
-del _name, _fn
+shape, cast, _nonzero_fn, _onehot_fn, constant_of_shape = register(
+    Op("shape", lambda x: jnp.asarray(x.shape, jnp.int32), differentiable=False,
+       doc="The dims of x as an int32 1-D tensor."),
+    Op("cast", lambda x, to=None: x.astype(_tensor.to_np_dtype(to)), attrs=(("to", None),),
+       differentiable=False, check=_cast_check,
+       doc="x converted to the dtype code `to`; float to int truncates toward zero."),
+    Op("nonzero", _nonzero, cls="NonZero", differentiable=False, eager=True, function=nonzero,
+       doc="Indices of the non-zero elements, int32 of shape (x.ndim, nnz), in numpy's order."),
+    Op("onehot", _onehot, cls="OneHot", attrs=(("axis", -1), ("depth", None), ("values", (0.0, 1.0))),
+       differentiable=False, check=_onehot_check, function=onehot,
+       doc="One-hot encoding: float32, new dim of size depth at `axis`, values = [off, on]."),
+    Op("constant_of_shape", _constant_of_shape, cls="ConstantOfShape", attrs=(("value", 0.0),),
+       differentiable=False, eager=True,
+       doc="A float32 tensor of the dims given by the 1-D tensor x, filled with `value`."),
+    export=__all__,
+)
+
+
+def add_all(*xs: Tensor) -> Tensor:
+    """Sum of one or more tensors, as a chain of `add` ops.
+
+    SINGA: its add_all returns None (and needs at least 3 inputs); singax returns the sum.
+    """
+    if not xs:
+        raise TypeError("add_all: needs at least one tensor")
+    return functools.reduce(add, xs)

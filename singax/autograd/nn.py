@@ -251,14 +251,6 @@ def _conv_check(x, W, b=None, *, handle, odd_padding=(0, 0, 0, 0)):
                          f"({h.kernel_h}, {h.kernel_w}) with padding ({h.pad_h}, {h.pad_w})")
 
 
-register(Op("conv2d", _conv_forward, cls="_Conv2d", inputs=None,
-            attrs=(("handle", None), ("odd_padding", (0, 0, 0, 0))),
-            check=_conv_check,
-            doc="2-D cross-correlation, NCHW; `_Conv2d(handle, odd_padding=(0, 0, 0, 0))(x, W[, b])`."),
-         export=__all__)
-_Conv2d = _cls("_Conv2d")
-
-
 def conv2d(handle: ConvHandle, x: Tensor, W: Tensor, b: Tensor | None = None,
            odd_padding: Sequence[int] = (0, 0, 0, 0)) -> Tensor:
     """2-D convolution (cross-correlation) of NCHW `x` with `W` (O, C/group, kh, kw).
@@ -272,6 +264,14 @@ def conv2d(handle: ConvHandle, x: Tensor, W: Tensor, b: Tensor | None = None,
     """
     op = _Conv2d(handle, tuple(odd_padding))
     return (op(x, W) if b is None else op(x, W, b))[0]
+
+
+register(Op("conv2d", _conv_forward, cls="_Conv2d", inputs=None,
+            attrs=(("handle", None), ("odd_padding", (0, 0, 0, 0))),
+            check=_conv_check, function=conv2d,
+            doc="2-D cross-correlation, NCHW; `_Conv2d(handle, odd_padding=(0, 0, 0, 0))(x, W[, b])`."),
+         export=__all__)
+_Conv2d = _cls("_Conv2d")
 
 
 # --------------------------------------------------------------------------- pooling
@@ -305,19 +305,20 @@ def _pool_check(x, *, handle, odd_padding=(0, 0, 0, 0)):
                          f"{h.pad_w}) does not fit input {tuple(x.shape)} (padding must be < kernel)")
 
 
-register(Op("pooling_2d", _pool_forward, cls="_Pooling2d",
-            attrs=(("handle", None), ("odd_padding", (0, 0, 0, 0))), check=_pool_check,
-            doc="2-D max or average pooling, NCHW; `_Pooling2d(handle, odd_padding)(x)`."),
-         export=__all__)
-_Pooling2d = _cls("_Pooling2d")
-
-
 def pooling_2d(handle: PoolingHandle, x: Tensor, odd_padding: Sequence[int] = (0, 0, 0, 0)) -> Tensor:
     """Max or average 2-D pooling of NCHW `x`; the average excludes padded positions.
 
     `odd_padding` (top, bottom, left, right) first duplicates the border rows/columns.
     """
     return _Pooling2d(handle, tuple(odd_padding))(x)[0]
+
+
+register(Op("pooling_2d", _pool_forward, cls="_Pooling2d",
+            attrs=(("handle", None), ("odd_padding", (0, 0, 0, 0))), check=_pool_check,
+            function=pooling_2d,
+            doc="2-D max or average pooling, NCHW; `_Pooling2d(handle, odd_padding)(x)`."),
+         export=__all__)
+_Pooling2d = _cls("_Pooling2d")
 
 
 # --------------------------------------------------------------------------- batch norm
@@ -483,18 +484,6 @@ def _cossim_check(a, b):
                          f"and {tuple(b.shape)}")
 
 
-register(
-    Op("embedding", _embedding_forward, cls="Embedding", inputs=2, diff=(1,), check=_embedding_check,
-       doc="Row lookup: x (N, T) indices, w (V, D) -> (N, T, D). "
-           "SINGA: x gets no gradient (SINGA's dx is a meaningless sum of dy; the public "
-           "`op.backward` returns zeros of x's shape); only w gets a gradient."),
-    Op("cossim", _cossim_forward, cls="CosSim", inputs=2, check=_cossim_check,
-       doc="Row-wise cosine similarity of two (B, D) tensors -> (B,)."),
-    export=__all__,
-)
-Embedding, CosSim = _cls("Embedding"), _cls("CosSim")
-
-
 def embedding(x: Tensor, w: Tensor) -> Tensor:
     """Rows of `w` (V, D) picked by the indices `x` (N, T) -> (N, T, D); no gradient for `x`."""
     return Embedding()(x, w)[0]
@@ -503,3 +492,16 @@ def embedding(x: Tensor, w: Tensor) -> Tensor:
 def cossim(a: Tensor, b: Tensor) -> Tensor:
     """Cosine similarity of matching rows of `a` and `b` (B, D) -> (B,)."""
     return CosSim()(a, b)[0]
+
+
+register(
+    Op("embedding", _embedding_forward, cls="Embedding", inputs=2, diff=(1,), check=_embedding_check,
+       function=embedding,
+       doc="Row lookup: x (N, T) indices, w (V, D) -> (N, T, D). "
+           "SINGA: x gets no gradient (SINGA's dx is a meaningless sum of dy; the public "
+           "`op.backward` returns zeros of x's shape); only w gets a gradient."),
+    Op("cossim", _cossim_forward, cls="CosSim", inputs=2, check=_cossim_check, function=cossim,
+       doc="Row-wise cosine similarity of two (B, D) tensors -> (B,)."),
+    export=__all__,
+)
+Embedding, CosSim = _cls("Embedding"), _cls("CosSim")

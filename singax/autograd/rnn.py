@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._op import CLASSES, OPS, Op, register
-from .nn import _Handle, _cls, _shape_of
+from ._op import CLASSES, BuiltinOperator, Op, register
+from .nn import _Handle, _shape_of
 from ..tensor import Tensor
 
 __all__ = ["CudnnRNNHandle", "_RNN"]
@@ -157,12 +157,7 @@ def _rnn_check(x, hx, cx, W, seq_lengths=None, *, handle, return_sequences=False
         raise ValueError(f"_RNN: expected seq_lengths of {x.shape[1]} entries, got {tuple(seq_lengths.shape)}")
 
 
-register(Op("_rnn", _rnn_forward, cls="_RNN", inputs=None,
-            attrs=(("handle", None), ("return_sequences", False), ("use_mask", False)),
-            check=_rnn_check))
-
-
-class _RNN(_cls("_RNN")):
+class _RNNOperator(BuiltinOperator):
     """Multi-layer (bidirectional) RNN/LSTM/GRU over a flat weight vector, via `lax.scan`.
 
     `_RNN(handle, return_sequences=False, use_mask=False, seq_lengths=None)(x, hx, cx, W)`
@@ -193,4 +188,7 @@ class _RNN(_cls("_RNN")):
         return super()._backward_raw(*dys)[:4]
 
 
-CLASSES["_RNN"] = OPS["_rnn"].op_class = _RNN
+register(Op("_rnn", _rnn_forward, cls="_RNN", inputs=None,
+            attrs=(("handle", None), ("return_sequences", False), ("use_mask", False)),
+            check=_rnn_check, base=_RNNOperator))
+_RNN = CLASSES["_RNN"]

@@ -319,6 +319,34 @@ def _scatter_elements(x, *, indices, updates, axis=0):
     return x.at[where].set(jnp.asarray(upd, x.dtype), mode="promise_in_bounds")
 
 
+# --- SINGA's own signatures: the `function` column of their rows; each calls the
+# generated function the table binds (`_transpose`...)
+
+def transpose(x: Tensor, shape: Sequence[int] | None = None) -> Tensor:
+    """Permute the axes of `x` by `shape` (SINGA's name for the permutation)."""
+    return _transpose(x, shape)
+
+
+def cat(xs: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Concatenate the tensors of the sequence `xs` along `axis`."""
+    if isinstance(xs, Tensor) or not all(isinstance(x, Tensor) for x in xs):
+        raise TypeError("cat: expected a list or tuple of Tensors, e.g. cat([a, b], axis=0)")
+    return _cat(*xs, axis=axis)
+
+
+def split(x: Tensor, axis: int, parts: Sequence[int] | None, num_output: int | None = None) -> tuple:
+    """Split `x` along `axis` into pieces of lengths `parts` (or `num_output` equal
+    pieces); always returns a tuple of Tensors."""
+    return OPS["split"].op_class(axis, parts, num_output)(x)
+
+
+def where(x: Tensor, y: Tensor, condition) -> Tensor:
+    """condition·x + (1 − condition)·y; `condition` is a list, array or Tensor."""
+    if isinstance(condition, Tensor):
+        condition = condition.data
+    return _where_fn(x, y, condition)
+
+
 # --- the table -----------------------------------------------------------------------
 
 (reshape, flatten, _transpose, squeeze, unsqueeze, _cat, _split_fn, slice, gather, tile, expand,
@@ -330,7 +358,7 @@ def _scatter_elements(x, *, indices, updates, axis=0):
        attrs=(("axis", 1),),
        doc="Flatten to 2-d (prod(shape[:axis]), prod(shape[axis:])); axis may be negative."),
     Op("transpose", lambda x, *, perm=None: jnp.transpose(x, _perm(perm, x.ndim)),
-       attrs=(("perm", None),),
+       attrs=(("perm", None),), function=transpose,
        doc="Permute the axes by `perm` (None reverses them, as in ONNX)."),
     Op("squeeze", lambda x, *, axis=(): x.reshape(_squeeze_shape(x.shape, axis)),
        attrs=(("axis", []),),
@@ -343,9 +371,9 @@ def _scatter_elements(x, *, indices, updates, axis=0):
            "(so -1 inserts before the last dim); a 1-d input with axis [0] is unchanged.\n\n"
            "SINGA: an int axis (the default -1 included) raises TypeError there; singax "
            "accepts it as [axis]."),
-    Op("cat", _concat, cls="Concat", attrs=(("axis", 0),), inputs=None,
+    Op("cat", _concat, cls="Concat", attrs=(("axis", 0),), inputs=None, function=cat,
        doc="Concatenate the inputs along `axis` (negative allowed); the class takes varargs."),
-    Op("split", _split, attrs=(("axis", 0), ("parts", None), ("num_output", None)),
+    Op("split", _split, attrs=(("axis", 0), ("parts", None), ("num_output", None)), function=split,
        doc="Split along `axis` into `parts` (lengths) or `num_output` equal parts; returns a tuple."),
     Op("slice", _slice, attrs=(("starts", None), ("ends", None), ("axes", None), ("steps", None)),
        doc="ONNX Slice: Python range slicing per listed axis (ends clamped); empty results "
@@ -375,7 +403,7 @@ def _scatter_elements(x, *, indices, updates, axis=0):
        doc="Move channel blocks into space: (B, C, H, W) -> (B, C/bs², H·bs, W·bs), modes DCR/CRD."),
     Op("space_to_depth", _space_to_depth, attrs=(("blocksize", 2), ("mode", "DCR")),
        doc="The inverse of depth_to_space for the same mode: (B, C, H, W) -> (B, C·bs², H/bs, W/bs)."),
-    Op("where", _where, attrs=(("condition", None),), inputs=2,
+    Op("where", _where, attrs=(("condition", None),), inputs=2, function=where,
        doc="Blend condition·x + (1 − condition)·y (broadcasting), as SINGA computes `where`; "
            "inf/NaN in the unselected input leaks into the result as NaN."),
     Op("scatter_elements", _scatter_elements, attrs=(("indices", None), ("updates", None), ("axis", 0)),
@@ -383,32 +411,3 @@ def _scatter_elements(x, *, indices, updates, axis=0):
            "SINGA: 2-d only there. No gradient flows to `updates` (a constant attribute)."),
     export=__all__,
 )
-
-def transpose(x: Tensor, shape: Sequence[int] | None = None) -> Tensor:
-    """Permute the axes of `x` by `shape` (SINGA's name for the permutation)."""
-    return _transpose(x, shape)
-
-
-def cat(xs: Sequence[Tensor], axis: int = 0) -> Tensor:
-    """Concatenate the tensors of the sequence `xs` along `axis`."""
-    if isinstance(xs, Tensor) or not all(isinstance(x, Tensor) for x in xs):
-        raise TypeError("cat: expected a list or tuple of Tensors, e.g. cat([a, b], axis=0)")
-    return _cat(*xs, axis=axis)
-
-
-def split(x: Tensor, axis: int, parts: Sequence[int] | None, num_output: int | None = None) -> tuple:
-    """Split `x` along `axis` into pieces of lengths `parts` (or `num_output` equal
-    pieces); always returns a tuple of Tensors."""
-    return OPS["split"].op_class(axis, parts, num_output)(x)
-
-
-def where(x: Tensor, y: Tensor, condition) -> Tensor:
-    """condition·x + (1 − condition)·y; `condition` is a list, array or Tensor."""
-    if isinstance(condition, Tensor):
-        condition = condition.data
-    return _where_fn(x, y, condition)
-
-
-# the SINGA wrappers above replace the generated functions of their rows
-OPS["transpose"].function, OPS["cat"].function = transpose, cat
-OPS["split"].function, OPS["where"].function = split, where
