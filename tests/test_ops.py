@@ -7,36 +7,68 @@ import pytest
 
 from singax import autograd
 from singax.tensor import Tensor
-
-DOMAINS = {
-    "default": lambda rng, s: rng.standard_normal(s),
-    "positive": lambda rng, s: rng.uniform(0.5, 2.0, s),
-    "small": lambda rng, s: rng.uniform(-1.0, 1.0, s),
-    "unit": lambda rng, s: rng.uniform(-0.9, 0.9, s),
-    "nonzero": lambda rng, s: rng.choice([-1.0, 1.0], s) * rng.uniform(0.3, 2.0, s),
-    "above1": lambda rng, s: rng.uniform(1.5, 3.0, s),
-}
+from op_specs import DOMAINS, TESTS
 
 
 def cases():
     for spec in autograd.OPS.values():
-        shape_cases = spec.shapes or [((3, 4),) * (spec.inputs or 2)]
+        t = TESTS[spec.name]
+        shape_cases = t.shapes or [((3, 4),) * (spec.inputs or 2)]
         for si, shapes in enumerate(shape_cases):
-            for ai, attrs in enumerate(spec.samples or [{}]):
+            for ai, attrs in enumerate(t.samples or [{}]):
                 yield pytest.param(spec, shapes, attrs, id=f"{spec.name}-s{si}-a{ai}")
 
 
 def sample_inputs(spec, shapes, attrs, seed=0):
+    t = TESTS[spec.name]
     rng = np.random.default_rng(seed)
-    if spec.sample is not None:
-        return [np.asarray(a) for a in spec.sample(rng, attrs)]
+    if t.sample is not None:
+        return [np.asarray(a) for a in t.sample(rng, attrs)]
     out = []
     for i, s in enumerate(shapes):
-        if i in spec.int_inputs:
+        if i in t.int_inputs:
             out.append(rng.integers(0, 3, s).astype(np.int32))
         else:
-            out.append(DOMAINS[spec.domain](rng, s))
+            out.append(DOMAINS[t.domain](rng, s))
     return out
+
+
+def test_every_operator_has_test_metadata():
+    """A new row needs its `OpTest` (tests/op_specs), and every entry names a row."""
+    rows = set(autograd.OPS)
+    assert rows - TESTS.keys() == set(), f"operators without an entry in tests/op_specs: {sorted(rows - TESTS.keys())}"
+    assert TESTS.keys() - rows == set(), f"tests/op_specs entries naming no operator: {sorted(TESTS.keys() - rows)}"
+
+
+def _first_case(name):
+    return next(p.values for p in cases() if p.values[0].name == name)
+
+
+def test_public_functions_are_the_rows_functions():
+    """A row with SINGA's own signature names its wrapper in the `function` column."""
+    for name, spec in autograd.OPS.items():
+        if name in autograd.__all__:
+            assert getattr(autograd, name) is spec.function, name
+
+
+@pytest.mark.parametrize("name", [n for n, s in autograd.OPS.items() if s.in_place is not None])
+def test_in_place_rows_write_into_their_input(name):
+    spec, shapes, attrs = _first_case(name)
+    arrays = sample_inputs(spec, shapes, attrs)
+    xs = [Tensor(data=a.astype(np.float32)) for a in arrays]
+    ys = spec.op_class(**attrs)(*xs)
+    assert xs[spec.in_place].data is ys[0].data
+    np.testing.assert_allclose(np.asarray(ys[0].data), TESTS[name].ref(*arrays, **attrs), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", [n for n, s in autograd.OPS.items() if s.eager])
+def test_eager_rows_refuse_tracing(name):
+    spec, shapes, attrs = _first_case(name)
+    arrays = [jnp.asarray(a) for a in sample_inputs(spec, shapes, attrs)]
+    op = spec.op_class(**attrs)
+    np.testing.assert_array_equal(np.asarray(op._forward_raw(*arrays)), spec.pure(*arrays, **attrs))
+    with pytest.raises(ValueError, match=f"{name}: the output shape depends on the input values"):
+        jax.jit(lambda *xs: op._forward_raw(*xs))(*arrays)
 
 
 def run_op(spec, attrs, arrays, dtype):
@@ -54,11 +86,12 @@ def as_tuple(y):
 
 @pytest.mark.parametrize("spec,shapes,attrs", list(cases()))
 def test_forward_matches_numpy(spec, shapes, attrs):
-    if spec.ref is None:
+    ref = TESTS[spec.name].ref
+    if ref is None:
         pytest.skip(f"{spec.name}: no numpy reference (checked elsewhere)")
     arrays = sample_inputs(spec, shapes, attrs)
     _, ys = run_op(spec, attrs, arrays, np.float32)
-    want = as_tuple(spec.ref(*[a.astype(np.float32) if a.dtype.kind == "f" else a for a in arrays], **attrs))
+    want = as_tuple(ref(*[a.astype(np.float32) if a.dtype.kind == "f" else a for a in arrays], **attrs))
     assert len(ys) == len(want)
     for y, w in zip(ys, want):
         w = np.asarray(w)
@@ -99,7 +132,7 @@ def test_backward_matches_finite_differences(spec, shapes, attrs, x64):
         plus, minus = f(eps), f(-eps)
         fd = sum(np.sum(d * (np.asarray(p) - np.asarray(m))) for d, p, m in zip(dys, plus, minus)) / (2 * eps)
         an = float(np.sum(np.asarray(dxs[i]) * v))
-        tol = spec.tol or 1e-5
+        tol = TESTS[spec.name].tol or 1e-5
         assert abs(fd - an) <= tol * max(1.0, abs(fd)), f"{spec.name}: input {i}: finite diff {fd} vs backward {an}"
 
 

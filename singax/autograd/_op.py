@@ -35,32 +35,36 @@ class Op:
       differentiable: False for ops SINGA gives no backward (comparisons, shape...).
       public_backward: what SINGA's low-level `op.backward(dy)` returns for such an op
         (`public_backward(dy)`; Shape: `list(dy.shape)`); the tape never calls it.
-      saves: "training" (default: kept for backward only while training) or "always".
-      Test metadata: `domain` ("default", "positive", "small", "unit", "nonzero",
-      "above1"), `shapes` (input shapes), `samples` (list of attr dicts to test),
-      `tol` (gradient-check tolerance override), `int_inputs` (indices sampled as ints),
-      `ref` (a numpy reference `ref(*np_arrays, **attrs)` for the forward test),
-      `sample` (custom `sample(rng, attrs) -> list of np arrays` replacing the default
-      sampler), `check` (`check(*arrays, **attrs)` raising a clear error before XLA).
+      check: `check(*arrays, **attrs)` raising a clear error before XLA sees the inputs.
+      doc: the docstring of the class and the function.
+      function: the public function when SINGA's signature differs from the generated
+        one (`fn(*tensors, *attrs)`); it calls the generated function `register` returns.
+      in_place: index of the input whose `.data` becomes the first output's (SINGA's
+        in-place operators: `AddBias` writes into x).
+      eager: True when the output shape depends on the input values: the forward runs
+        without jit and refuses traced inputs (no backward).
+      base: the `BuiltinOperator` subclass the row's class derives from, for SINGA's
+        extra constructor arguments (default `BuiltinOperator`).
+
+    The operator tests keep their samples and numpy references beside the table, in
+    tests/op_specs (one `OpTest` per row).
     """
 
     def __init__(self, name: str, forward: Callable, grad: Callable | None = None, *,
                  cls: str | None = None, attrs: Sequence[tuple[str, Any]] = (),
                  inputs: int | None = 1, diff: Sequence[int] | None = None,
                  differentiable: bool = True, public_backward: Callable | None = None,
-                 domain: str = "default",
-                 shapes: Sequence[tuple] | None = None, samples: Sequence[dict] | None = None,
-                 tol: float | None = None, int_inputs: Sequence[int] = (), check: Callable | None = None,
-                 ref: Callable | None = None, sample: Callable | None = None, doc: str = ""):
+                 check: Callable | None = None, doc: str = "",
+                 function: Callable | None = None, in_place: int | None = None, eager: bool = False,
+                 base: type | None = None):
         self.name, self.forward, self.grad = name, forward, grad
         self.cls = cls or "".join(p.capitalize() for p in name.split("_"))
         self.attrs = tuple(attrs)
         self.attr_names = tuple(a for a, _ in self.attrs)
         self.inputs, self.diff, self.differentiable = inputs, diff, differentiable
         self.public_backward = public_backward
-        self.domain, self.shapes, self.samples, self.tol = domain, shapes, samples, tol
-        self.int_inputs, self.check, self.doc = tuple(int_inputs), check, doc
-        self.ref, self.sample = ref, sample
+        self.check, self.doc = check, doc
+        self.function, self.in_place, self.eager, self.base = function, in_place, eager, base
         self._compiled: dict[tuple, tuple] = {}
 
     def pure(self, *xs, **attrs):
@@ -351,24 +355,55 @@ def _make_function(spec: Op, cls: type) -> Callable:
     return fn
 
 
-def register(*specs: Op, export: list | None = None):
-    """Create the Operator class and the function of each row; return the functions.
+class _InPlaceOperator(BuiltinOperator):
+    """A row with `in_place`: that input's `.data` becomes the first output's, as SINGA
+    writes into the input's own storage."""
 
-    `export` is the calling family's `__all__`: each row's name is appended to it (the
-    family binds that name to the row's function, or to a wrapper of it).
+    def _do_forward(self, *xs: Tensor) -> tuple:
+        ys = super()._do_forward(*xs)
+        xs[self.spec.in_place].data = ys[0].data
+        return ys
+
+
+class _EagerOperator(BuiltinOperator):
+    """A row with `eager`: its output shape depends on the input values, so it runs
+    without jit and cannot be traced."""
+
+    def _forward_raw(self, *xs):
+        spec = self.spec
+        if any(isinstance(x, jax.core.Tracer) for x in xs):
+            raise ValueError(f"{spec.name}: the output shape depends on the input values, so it "
+                             "cannot run inside a traced step (Model.compile / jax.jit)")
+        return spec.forward(*xs, **dict(zip(spec.attr_names, self._key())))
+
+
+def _class_of(spec: Op) -> type:
+    """The row's Operator class: its `base` with the in-place and eager behaviours it asks for."""
+    kinds = [k for k, on in ((_InPlaceOperator, spec.in_place is not None), (_EagerOperator, spec.eager)) if on]
+    base = spec.base or BuiltinOperator
+    doc = spec.doc or (base.__doc__ if spec.base else None)
+    return type(spec.cls, (*kinds, base), {"spec": spec, "__doc__": doc, "__module__": "singax.autograd"})
+
+
+def register(*specs: Op, export: list | None = None):
+    """Create the Operator class and the generated function of each row; return the
+    generated functions.
+
+    A row's public function (`spec.function`) is its `function` column if it has one (a
+    wrapper with SINGA's signature that calls the generated function), else the generated
+    one. `export` is the calling family's `__all__`: each row's name is appended to it.
     """
     fns = []
     for spec in specs:
         if export is not None:
             export.append(spec.name)
-        cls = type(spec.cls, (BuiltinOperator,), {"spec": spec, "__doc__": spec.doc or None,
-                                                   "__module__": "singax.autograd"})
+        cls = _class_of(spec)
         if spec.public_backward is not None:   # set after creation, so the tape's backward stays
             cls.backward = _public_backward(spec)
         OPS[spec.name] = spec
         CLASSES[spec.cls] = cls
         spec.op_class = cls
         fn = _make_function(spec, cls)
-        spec.function = fn
+        spec.function = spec.function or fn
         fns.append(fn)
     return fns[0] if len(fns) == 1 else tuple(fns)

@@ -10,19 +10,16 @@ from __future__ import annotations
 import functools
 import operator
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._op import OPS, BuiltinOperator, Op, register
+from ._op import Op, register
 from ._tape import OperandError, back_broadcast
 from .. import tensor as _tensor
 from ..tensor import Tensor
 
 # the hand-written names; `register(..., export=__all__)` adds each row's name
 __all__: list[str] = ["add_all"]
-
-_PAIRS = [((3, 4), (3, 4)), ((3, 4), (1, 4)), ((2, 1, 4), (3, 1))]
 
 
 # --- arithmetic -------------------------------------------------------------
@@ -77,16 +74,7 @@ def _add_bias(x, b, axis=0):
     return (x + b).astype(x.dtype)   # in place in SINGA, so x's dtype is kept
 
 
-def _add_bias_ref(x, b, axis=0):
-    return x + (b.reshape(1, -1) if axis == 0 else b.reshape(-1, 1))
-
-
 def _gemm(A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0):
-    y = alpha * ((A.T if transA else A) @ (B.T if transB else B))
-    return y if C is None else y + beta * C
-
-
-def _gemm_ref(A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0):
     y = alpha * ((A.T if transA else A) @ (B.T if transB else B))
     return y if C is None else y + beta * C
 
@@ -107,18 +95,6 @@ def _gemm_check(A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0):
             raise ValueError(f"gemm: C of shape {C.shape} does not broadcast to the output shape {(m, n)}")
 
 
-def _gemm_sample(rng, attrs):
-    # shapes follow the trans flags; the C shape varies with them so all C forms get tested
-    m, k, n = 3, 4, 5
-    a = rng.standard_normal((k, m) if attrs.get("transA") else (m, k))
-    b = rng.standard_normal((n, k) if attrs.get("transB") else (k, n))
-    c_shape = {(0, 0): (n,), (1, 0): (1, n), (0, 1): (m, n), (1, 1): None}[
-        (attrs.get("transA", 0), attrs.get("transB", 0))]
-    if attrs.get("alpha") is not None:
-        c_shape = (m, 1)
-    return [a, b] if c_shape is None else [a, b, rng.standard_normal(c_shape)]
-
-
 def _select(xs, better):
     """Fold left to right keeping the earlier input on ties; return (value, index of the winner)."""
     cur = xs[0]
@@ -136,213 +112,8 @@ def _select_grad(better):
     return grad
 
 
-_NARY = [((3, 4),), ((3, 4), (3, 4)), ((3, 4), (3, 4), (3, 4)), ((3, 4), (1, 4))]
-
-add, sub, mul, div, pow, matmul, _add_bias_fn, _gemm_fn = register(
-    Op("add", operator.add, inputs=2, shapes=_PAIRS, ref=operator.add, doc="a + b, broadcast."),
-    Op("sub", _as_first(operator.sub), inputs=2, shapes=_PAIRS, ref=operator.sub,
-       doc="a - b, broadcast; an int or 16-bit a is computed in float32 and cast back to a's dtype."),
-    Op("mul", _mul, inputs=2, shapes=_PAIRS, ref=operator.mul,
-       doc="a * b, broadcast; an int operand makes the result int32 (as SINGA)."),
-    Op("div", _as_first(operator.truediv), inputs=2, shapes=_PAIRS, domain="nonzero", ref=operator.truediv,
-       doc="a / b, broadcast; an int or 16-bit a is computed in float32 and cast back to a's dtype."),
-    Op("pow", jnp.power, inputs=2, shapes=_PAIRS, domain="positive", ref=np.power,
-       doc="a ** b for two tensors (broadcast); db needs a > 0."),
-    Op("matmul", jnp.matmul, inputs=2, check=_matmul_check, ref=np.matmul,
-       shapes=[((3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5)), ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (3, 4, 2))],
-       doc="Matrix product: 2-D, or batched over broadcast leading dims.\n\n"
-           "SINGA: its batched backward reverses all axes instead of the last two; "
-           "singax's batched gradient is correct."),
-    Op("add_bias", _add_bias, cls="AddBias", attrs=(("axis", 0),), inputs=2, check=_add_bias_check,
-       shapes=[((4, 4), (4,)), ((4, 4), (1, 4))], samples=[{}, {"axis": 1}], ref=_add_bias_ref,
-       doc="Add bias b to every row (axis=0) or column (axis=1) of a 2-D x, in place."),
-    Op("gemm", _gemm, attrs=(("alpha", 1.0), ("beta", 1.0), ("transA", 0), ("transB", 0)),
-       inputs=None, check=_gemm_check, shapes=[((3, 4), (4, 5), (5,))], sample=_gemm_sample,
-       samples=[{}, {"transA": 1}, {"transB": 1}, {"transA": 1, "transB": 1},
-                {"alpha": 0.5, "beta": -2.0}],
-       ref=_gemm_ref, doc="alpha * A' @ B' + beta * C, A' = A.T if transA (likewise B); C optional, broadcast."),
-    export=__all__,
-)
-
-_sum_fn, _mean_fn, _max_fn, _min_fn = register(
-    Op("sum", lambda *xs: functools.reduce(operator.add, xs), inputs=None, shapes=_NARY,
-       ref=lambda *xs: functools.reduce(operator.add, xs),
-       doc="Element-wise sum of the inputs.\n\nSINGA: its backward returns a list, which breaks "
-           "autograd.backward; singax returns one gradient per input."),
-    Op("mean", lambda *xs: functools.reduce(operator.add, xs) / len(xs), inputs=None, shapes=_NARY,
-       ref=lambda *xs: functools.reduce(operator.add, xs) / len(xs),
-       doc="Element-wise mean of the inputs.\n\nSINGA: its backward returns a list, which breaks "
-           "autograd.backward; singax returns one gradient per input."),
-    Op("max", lambda *xs: _select(xs, jnp.greater)[0], grad=_select_grad(jnp.greater), inputs=None,
-       shapes=_NARY, ref=lambda *xs: functools.reduce(np.maximum, xs),
-       doc="Element-wise max; a tie goes to the earlier input, which gets dy.\n\n"
-           "SINGA: its backward returns the selection masks without multiplying by dy."),
-    Op("min", lambda *xs: _select(xs, jnp.less)[0], grad=_select_grad(jnp.less), inputs=None,
-       shapes=_NARY, ref=lambda *xs: functools.reduce(np.minimum, xs),
-       doc="Element-wise min; a tie goes to the earlier input, which gets dy.\n\n"
-           "SINGA: its backward returns the selection masks without multiplying by dy."),
-    export=__all__,
-)
-
-
-# --- comparisons and logic (float 1.0 / 0.0 outputs, no backward) -----------
-
-def _float_dtype(*xs):
-    dt = jnp.result_type(*xs)
-    return dt if jnp.issubdtype(dt, jnp.floating) else jnp.float32
-
-
-def _np_float(*xs):
-    dt = np.result_type(*xs)
-    return dt if np.issubdtype(dt, np.floating) else np.float32
-
-
-def _cmp(f):
-    def forward(x, y):
-        dt = _float_dtype(x, y)
-        return f(x.astype(dt), y.astype(dt)).astype(dt)
-    return forward
-
-
-def _cmp_ref(f):
-    return lambda x, y: f(x, y).astype(_np_float(x, y))
-
-
-def _logic(f):
-    return lambda *xs: f(*[x != 0 for x in xs]).astype(_float_dtype(*xs))
-
-
-def _logic_ref(f):
-    return lambda *xs: f(*[x != 0 for x in xs]).astype(_np_float(*xs))
-
-
-_LOGIC = dict(inputs=2, differentiable=False, int_inputs=(0, 1), shapes=[((3, 4), (3, 4)), ((3, 4), (4,))])
-
-less, greater, equal, _and, _or, _xor, _not = register(
-    Op("less", _cmp(lambda x, y: (x - y) < 0), inputs=2, differentiable=False, shapes=_PAIRS,
-       ref=_cmp_ref(lambda x, y: (x - y) < 0), doc="1.0 where x < y else 0.0 (broadcast)."),
-    Op("greater", _cmp(lambda x, y: (x - y) > 0), inputs=2, differentiable=False, shapes=_PAIRS,
-       ref=_cmp_ref(lambda x, y: (x - y) > 0), doc="1.0 where x > y else 0.0 (broadcast)."),
-    Op("equal", _cmp(jnp.equal), inputs=2, differentiable=False, int_inputs=(0, 1), shapes=_PAIRS,
-       ref=_cmp_ref(np.equal), doc="1.0 where x == y else 0.0 (broadcast)."),
-    Op("_and", _logic(jnp.logical_and), cls="And", ref=_logic_ref(np.logical_and), **_LOGIC,
-       doc="1.0 where both a and b are non-zero."),
-    Op("_or", _logic(jnp.logical_or), cls="Or", ref=_logic_ref(np.logical_or), **_LOGIC,
-       doc="1.0 where a or b is non-zero."),
-    Op("_xor", _logic(jnp.logical_xor), cls="Xor", ref=_logic_ref(np.logical_xor), **_LOGIC,
-       doc="1.0 where exactly one of a, b is non-zero."),
-    Op("_not", _logic(jnp.logical_not), cls="Not", inputs=1, differentiable=False, int_inputs=(0,),
-       shapes=[((3, 4),)], ref=_logic_ref(np.logical_not), doc="1.0 where x is zero."),
-    export=__all__,
-)
-
-
-# --- forward-only ops --------------------------------------------------------
-
-def _first(v):
-    """A scalar attribute that ONNX may have set as a 1-element array (now a tuple)."""
-    return v[0] if isinstance(v, tuple) else v
-
-
-def _cast_check(x, to=None):
-    if to is None:
-        raise ValueError("cast: `to` (a SINGA dtype code such as tensor.int32) is required")
-    _tensor.to_np_dtype(to)
-
-
-def _onehot(indices, axis=-1, depth=None, values=(0.0, 1.0)):
-    depth = int(_first(depth))
-    idx = jnp.mod(indices.astype(jnp.int32), depth)   # negative and large indices wrap, as SINGA
-    y = jnp.where(idx[..., None] == jnp.arange(depth), float(values[1]), float(values[0]))
-    return jnp.moveaxis(y.astype(jnp.float32), -1, axis)
-
-
-def _onehot_ref(indices, axis=-1, depth=None, values=(0.0, 1.0)):
-    idx = np.mod(indices.astype(np.int64), depth)
-    y = np.where(idx[..., None] == np.arange(depth), values[1], values[0]).astype(np.float32)
-    return np.moveaxis(y, -1, axis)
-
-
-def _onehot_check(indices, axis=-1, depth=None, values=(0.0, 1.0)):
-    if depth is None or int(_first(depth)) < 1:
-        raise ValueError(f"onehot: depth must be a positive int, got {depth!r}")
-    if not isinstance(values, tuple) or len(values) != 2:
-        raise ValueError(f"onehot: values must be [off_value, on_value], got {values!r}")
-    if not -(indices.ndim + 1) <= axis <= indices.ndim:
-        raise ValueError(f"onehot: axis {axis} out of range for {indices.ndim}-D indices "
-                         f"(valid: {-(indices.ndim + 1)}..{indices.ndim})")
-
-
-def _nonzero(x):
-    a = np.asarray(x)
-    return jnp.asarray(np.array(np.nonzero(a), dtype=np.int32).reshape(a.ndim, -1))
-
-
-def _constant_of_shape(x, value=0.0):
-    dims = tuple(int(d) for d in np.asarray(x).reshape(-1))
-    return jnp.full(dims, float(_first(value)), jnp.float32)
-
-
-def _dims_of(dy) -> list:
-    """the dims of dy as a Python list."""
-    return list(np.shape(dy))
-
-
-shape, cast, _nonzero_fn, _onehot_fn, constant_of_shape = register(
-    Op("shape", lambda x: jnp.asarray(x.shape, jnp.int32), differentiable=False,
-       public_backward=_dims_of,
-       shapes=[((3, 4),), ((2, 1, 3),)], ref=lambda x: np.asarray(x.shape, np.int32),
-       doc="The dims of x as an int32 1-D tensor. Forward-only: `Shape().backward(dy)` "
-           "returns `list(dy.shape)`, as SINGA's does."),
-    Op("cast", lambda x, to=None: x.astype(_tensor.to_np_dtype(to)), attrs=(("to", None),),
-       differentiable=False, check=_cast_check,
-       samples=[{"to": _tensor.int32}, {"to": _tensor.float16}, {"to": _tensor.float32}],
-       ref=lambda x, to=None: x.astype(_tensor.to_np_dtype(to)),
-       doc="x converted to the dtype code `to`; float to int truncates toward zero."),
-    Op("nonzero", _nonzero, cls="NonZero", differentiable=False, int_inputs=(0,),
-       shapes=[((3, 4),), ((2, 3, 2),)], ref=lambda x: np.array(np.nonzero(x), np.int32).reshape(x.ndim, -1),
-       doc="Indices of the non-zero elements, int32 of shape (x.ndim, nnz), in numpy's order."),
-    Op("onehot", _onehot, cls="OneHot", attrs=(("axis", -1), ("depth", None), ("values", (0.0, 1.0))),
-       differentiable=False, check=_onehot_check, ref=_onehot_ref,
-       sample=lambda rng, attrs: [rng.integers(-4, 8, (2, 3)).astype(np.int32)],
-       samples=[{"depth": 4}, {"axis": 0, "depth": 3, "values": (-1.0, 2.0)}, {"axis": 1, "depth": 5},
-                {"axis": -2, "depth": 2}],
-       doc="One-hot encoding: float32, new dim of size depth at `axis`, values = [off, on]."),
-    Op("constant_of_shape", _constant_of_shape, cls="ConstantOfShape", attrs=(("value", 0.0),),
-       differentiable=False, samples=[{}, {"value": 2.5}],
-       sample=lambda rng, attrs: [np.array([2, 3], np.int32)],
-       ref=lambda x, value=0.0: np.full(tuple(x), value, np.float32),
-       doc="A float32 tensor of the dims given by the 1-D tensor x, filled with `value`."),
-    export=__all__,
-)
-
-
-def _run_eagerly(name: str) -> None:
-    """Make a row's class skip jit: its output shape depends on input values."""
-    spec = OPS[name]
-
-    def _forward_raw(self, *xs):
-        if any(isinstance(x, jax.core.Tracer) for x in xs):
-            raise ValueError(f"{name}: the output shape depends on the input values, so it "
-                             "cannot run inside a traced step (Model.compile / jax.jit)")
-        return spec.forward(*xs, **dict(zip(spec.attr_names, self._key())))
-    spec.op_class._forward_raw = _forward_raw
-
-
-_run_eagerly("nonzero")
-_run_eagerly("constant_of_shape")
-
-
-def _add_bias_in_place(self, x: Tensor, b: Tensor) -> tuple:
-    ys = BuiltinOperator._do_forward(self, x, b)
-    x.data = ys[0].data   # SINGA adds into x's own storage: x sees the bias too
-    return ys
-
-
-OPS["add_bias"].op_class._do_forward = _add_bias_in_place
-
-
-# --- wrappers with SINGA's own signatures -----------------------------------
+# --- SINGA's own signatures: the `function` column of the rows below; each calls the
+# generated function its table binds (`_add_bias_fn`...)
 
 def add_bias(x: Tensor, b: Tensor, axis: int = 0) -> Tensor:
     """Add a bias to every row (axis=0, len(b) = columns) or column (axis=1) of a 2-D x.
@@ -385,14 +156,128 @@ def min(*l: Tensor) -> Tensor:
     return _min_fn(*l)
 
 
-def add_all(*xs: Tensor) -> Tensor:
-    """Sum of one or more tensors, as a chain of `add` ops.
+add, sub, mul, div, pow, matmul, _add_bias_fn, _gemm_fn = register(
+    Op("add", operator.add, inputs=2, doc="a + b, broadcast."),
+    Op("sub", _as_first(operator.sub), inputs=2,
+       doc="a - b, broadcast; an int or 16-bit a is computed in float32 and cast back to a's dtype."),
+    Op("mul", _mul, inputs=2,
+       doc="a * b, broadcast; an int operand makes the result int32 (as SINGA)."),
+    Op("div", _as_first(operator.truediv), inputs=2,
+       doc="a / b, broadcast; an int or 16-bit a is computed in float32 and cast back to a's dtype."),
+    Op("pow", jnp.power, inputs=2,
+       doc="a ** b for two tensors (broadcast); db needs a > 0."),
+    Op("matmul", jnp.matmul, inputs=2, check=_matmul_check,
+       doc="Matrix product: 2-D, or batched over broadcast leading dims.\n\n"
+           "SINGA: its batched backward reverses all axes instead of the last two; "
+           "singax's batched gradient is correct."),
+    Op("add_bias", _add_bias, cls="AddBias", attrs=(("axis", 0),), inputs=2, check=_add_bias_check,
+       function=add_bias, in_place=0,
+       doc="Add bias b to every row (axis=0) or column (axis=1) of a 2-D x, in place."),
+    Op("gemm", _gemm, attrs=(("alpha", 1.0), ("beta", 1.0), ("transA", 0), ("transB", 0)),
+       inputs=None, check=_gemm_check, function=gemm,
+       doc="alpha * A' @ B' + beta * C, A' = A.T if transA (likewise B); C optional, broadcast."),
+    export=__all__,
+)
 
-    SINGA: its add_all returns None (and needs at least 3 inputs); singax returns the sum.
-    """
-    if not xs:
-        raise TypeError("add_all: needs at least one tensor")
-    return functools.reduce(add, xs)
+_sum_fn, _mean_fn, _max_fn, _min_fn = register(
+    Op("sum", lambda *xs: functools.reduce(operator.add, xs), inputs=None, function=sum,
+       doc="Element-wise sum of the inputs.\n\nSINGA: its backward returns a list, which breaks "
+           "autograd.backward; singax returns one gradient per input."),
+    Op("mean", lambda *xs: functools.reduce(operator.add, xs) / len(xs), inputs=None, function=mean,
+       doc="Element-wise mean of the inputs.\n\nSINGA: its backward returns a list, which breaks "
+           "autograd.backward; singax returns one gradient per input."),
+    Op("max", lambda *xs: _select(xs, jnp.greater)[0], grad=_select_grad(jnp.greater), inputs=None,
+       function=max,
+       doc="Element-wise max; a tie goes to the earlier input, which gets dy.\n\n"
+           "SINGA: its backward returns the selection masks without multiplying by dy."),
+    Op("min", lambda *xs: _select(xs, jnp.less)[0], grad=_select_grad(jnp.less), inputs=None,
+       function=min,
+       doc="Element-wise min; a tie goes to the earlier input, which gets dy.\n\n"
+           "SINGA: its backward returns the selection masks without multiplying by dy."),
+    export=__all__,
+)
+
+
+# --- comparisons and logic (float 1.0 / 0.0 outputs, no backward) -----------
+
+def _float_dtype(*xs):
+    dt = jnp.result_type(*xs)
+    return dt if jnp.issubdtype(dt, jnp.floating) else jnp.float32
+
+
+def _cmp(f):
+    def forward(x, y):
+        dt = _float_dtype(x, y)
+        return f(x.astype(dt), y.astype(dt)).astype(dt)
+    return forward
+
+
+def _logic(f):
+    return lambda *xs: f(*[x != 0 for x in xs]).astype(_float_dtype(*xs))
+
+
+_LOGIC = dict(inputs=2, differentiable=False)
+
+less, greater, equal, _and, _or, _xor, _not = register(
+    Op("less", _cmp(lambda x, y: (x - y) < 0), inputs=2, differentiable=False,
+       doc="1.0 where x < y else 0.0 (broadcast)."),
+    Op("greater", _cmp(lambda x, y: (x - y) > 0), inputs=2, differentiable=False,
+       doc="1.0 where x > y else 0.0 (broadcast)."),
+    Op("equal", _cmp(jnp.equal), inputs=2, differentiable=False, doc="1.0 where x == y else 0.0 (broadcast)."),
+    Op("_and", _logic(jnp.logical_and), cls="And", **_LOGIC,
+       doc="1.0 where both a and b are non-zero."),
+    Op("_or", _logic(jnp.logical_or), cls="Or", **_LOGIC,
+       doc="1.0 where a or b is non-zero."),
+    Op("_xor", _logic(jnp.logical_xor), cls="Xor", **_LOGIC,
+       doc="1.0 where exactly one of a, b is non-zero."),
+    Op("_not", _logic(jnp.logical_not), cls="Not", inputs=1, differentiable=False, doc="1.0 where x is zero."),
+    export=__all__,
+)
+
+
+# --- forward-only ops --------------------------------------------------------
+
+def _first(v):
+    """A scalar attribute that ONNX may have set as a 1-element array (now a tuple)."""
+    return v[0] if isinstance(v, tuple) else v
+
+
+def _cast_check(x, to=None):
+    if to is None:
+        raise ValueError("cast: `to` (a SINGA dtype code such as tensor.int32) is required")
+    _tensor.to_np_dtype(to)
+
+
+def _onehot(indices, axis=-1, depth=None, values=(0.0, 1.0)):
+    depth = int(_first(depth))
+    idx = jnp.mod(indices.astype(jnp.int32), depth)   # negative and large indices wrap, as SINGA
+    y = jnp.where(idx[..., None] == jnp.arange(depth), float(values[1]), float(values[0]))
+    return jnp.moveaxis(y.astype(jnp.float32), -1, axis)
+
+
+def _onehot_check(indices, axis=-1, depth=None, values=(0.0, 1.0)):
+    if depth is None or int(_first(depth)) < 1:
+        raise ValueError(f"onehot: depth must be a positive int, got {depth!r}")
+    if not isinstance(values, tuple) or len(values) != 2:
+        raise ValueError(f"onehot: values must be [off_value, on_value], got {values!r}")
+    if not -(indices.ndim + 1) <= axis <= indices.ndim:
+        raise ValueError(f"onehot: axis {axis} out of range for {indices.ndim}-D indices "
+                         f"(valid: {-(indices.ndim + 1)}..{indices.ndim})")
+
+
+def _nonzero(x):
+    a = np.asarray(x)
+    return jnp.asarray(np.array(np.nonzero(a), dtype=np.int32).reshape(a.ndim, -1))
+
+
+def _constant_of_shape(x, value=0.0):
+    dims = tuple(int(d) for d in np.asarray(x).reshape(-1))
+    return jnp.full(dims, float(_first(value)), jnp.float32)
+
+
+def _dims_of(dy) -> list:
+    """The dims of dy as a Python list."""
+    return list(np.shape(dy))
 
 
 def nonzero(x: Tensor) -> Tensor:
@@ -412,7 +297,31 @@ def onehot(axis: int, indices: Tensor, depth: int, values) -> Tensor:
     return _onehot_fn(indices, axis, depth, values)
 
 
-for _name, _fn in [("add_bias", add_bias), ("gemm", gemm), ("sum", sum), ("mean", mean), ("max", max),
-                   ("min", min), ("nonzero", nonzero), ("onehot", onehot)]:
-    OPS[_name].function = _fn
-del _name, _fn
+shape, cast, _nonzero_fn, _onehot_fn, constant_of_shape = register(
+    Op("shape", lambda x: jnp.asarray(x.shape, jnp.int32), differentiable=False,
+       public_backward=_dims_of,
+       doc="The dims of x as an int32 1-D tensor. Forward-only: `Shape().backward(dy)` "
+           "returns `list(dy.shape)`, as SINGA's does."),
+    Op("cast", lambda x, to=None: x.astype(_tensor.to_np_dtype(to)), attrs=(("to", None),),
+       differentiable=False, check=_cast_check,
+       doc="x converted to the dtype code `to`; float to int truncates toward zero."),
+    Op("nonzero", _nonzero, cls="NonZero", differentiable=False, eager=True, function=nonzero,
+       doc="Indices of the non-zero elements, int32 of shape (x.ndim, nnz), in numpy's order."),
+    Op("onehot", _onehot, cls="OneHot", attrs=(("axis", -1), ("depth", None), ("values", (0.0, 1.0))),
+       differentiable=False, check=_onehot_check, function=onehot,
+       doc="One-hot encoding: float32, new dim of size depth at `axis`, values = [off, on]."),
+    Op("constant_of_shape", _constant_of_shape, cls="ConstantOfShape", attrs=(("value", 0.0),),
+       differentiable=False, eager=True,
+       doc="A float32 tensor of the dims given by the 1-D tensor x, filled with `value`."),
+    export=__all__,
+)
+
+
+def add_all(*xs: Tensor) -> Tensor:
+    """Sum of one or more tensors, as a chain of `add` ops.
+
+    SINGA: its add_all returns None (and needs at least 3 inputs); singax returns the sum.
+    """
+    if not xs:
+        raise TypeError("add_all: needs at least one tensor")
+    return functools.reduce(add, xs)

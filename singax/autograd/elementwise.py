@@ -5,20 +5,14 @@ leakyrelu, abs at 0; clip's inclusive and hardsigmoid's strict bounds).
 """
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from ._op import Op, register
 
 # the hand-written names; `register(..., export=__all__)` adds each row's name
 __all__: list[str] = []
-
-_erf_np = np.vectorize(math.erf, otypes=[np.float64])
-_SHAPES = [((3, 4),), ((2, 3, 2),)]
 
 
 def _bound(v):
@@ -49,10 +43,6 @@ def _clip_grad(dy, x, y, min=None, max=None):
     return dy * keep
 
 
-def _clip_ref(x, min=None, max=None):
-    return np.clip(x, -np.inf if min is None else min, np.inf if max is None else max)
-
-
 def _softmax_axes(ndim: int, axis: int) -> tuple:
     # ONNX opset <= 11: normalise over the whole trailing block shape[axis:]
     axis = axis + ndim if axis < 0 else axis
@@ -63,12 +53,6 @@ def _softmax_axes(ndim: int, axis: int) -> tuple:
 
 def _softmax(x, axis=1):
     return jax.nn.softmax(x, axis=_softmax_axes(x.ndim, axis))
-
-
-def _softmax_ref(x, axis=1):
-    axes = _softmax_axes(x.ndim, axis)
-    e = np.exp(x - x.max(axis=axes, keepdims=True))
-    return e / e.sum(axis=axes, keepdims=True)
 
 
 def _softmax_check(x, axis=1):
@@ -91,88 +75,72 @@ def _selu(x, alpha=SINGA_SELU_ALPHA, gamma=SINGA_SELU_GAMMA):
 
 relu, sigmoid, tanh, exp, log, sqrt, abs, sign, negative, reciprocal = register(
     Op("relu", lambda x: jnp.maximum(x, 0), grad=lambda dy, x, y: dy * (x > 0), cls="ReLU",
-       domain="nonzero", shapes=_SHAPES, ref=lambda x: np.maximum(x, 0),
        doc="ReLU: x if x >= 0 else 0; gradient 0 at x = 0 (as SINGA)."),
-    Op("sigmoid", jax.nn.sigmoid, ref=lambda x: 1 / (1 + np.exp(-x)), doc="Logistic sigmoid."),
-    Op("tanh", jnp.tanh, ref=np.tanh, doc="Hyperbolic tangent."),
-    Op("exp", jnp.exp, domain="small", ref=np.exp, doc="e**x."),
-    Op("log", jnp.log, domain="positive", ref=np.log, doc="Natural logarithm."),
-    Op("sqrt", jnp.sqrt, domain="positive", ref=np.sqrt, doc="Square root."),
-    Op("abs", jnp.abs, grad=lambda dy, x, y: dy * jnp.sign(x), domain="nonzero", ref=np.abs,
+    Op("sigmoid", jax.nn.sigmoid, doc="Logistic sigmoid."),
+    Op("tanh", jnp.tanh, doc="Hyperbolic tangent."),
+    Op("exp", jnp.exp, doc="e**x."),
+    Op("log", jnp.log, doc="Natural logarithm."),
+    Op("sqrt", jnp.sqrt, doc="Square root."),
+    Op("abs", jnp.abs, grad=lambda dy, x, y: dy * jnp.sign(x),
        doc="abs(x); gradient sign(x), 0 at x = 0 (as SINGA)."),
-    Op("sign", jnp.sign, domain="nonzero", ref=np.sign, doc="-1, 0 or +1; zero gradient."),
-    Op("negative", jnp.negative, ref=np.negative, doc="-x."),
-    Op("reciprocal", lambda x: 1 / x, domain="nonzero", ref=lambda x: 1 / x, doc="1 / x."),
+    Op("sign", jnp.sign, doc="-1, 0 or +1; zero gradient."),
+    Op("negative", jnp.negative, doc="-x."),
+    Op("reciprocal", lambda x: 1 / x, doc="1 / x."),
     export=__all__,
 )
 
 softplus, softsign, cos, sin, tan, cosh, sinh, acos, asin, atan, acosh, asinh, atanh = register(
-    Op("softplus", jax.nn.softplus, cls="SoftPlus", ref=lambda x: np.log1p(np.exp(x)),
+    Op("softplus", jax.nn.softplus, cls="SoftPlus",
        doc="ln(1 + e**x).\n\nSINGA: computed naively there (inf for x > ~88); here it is stable."),
-    Op("softsign", lambda x: x / (1 + jnp.abs(x)), cls="SoftSign", ref=lambda x: x / (1 + np.abs(x)),
+    Op("softsign", lambda x: x / (1 + jnp.abs(x)), cls="SoftSign",
        doc="x / (1 + abs(x))."),
-    Op("cos", jnp.cos, ref=np.cos, doc="Cosine."),
-    Op("sin", jnp.sin, ref=np.sin, doc="Sine."),
-    Op("tan", jnp.tan, domain="small", ref=np.tan, doc="Tangent."),
-    Op("cosh", jnp.cosh, domain="small", ref=np.cosh, doc="Hyperbolic cosine."),
-    Op("sinh", jnp.sinh, domain="small", ref=np.sinh, doc="Hyperbolic sine."),
-    Op("acos", jnp.arccos, domain="unit", ref=np.arccos, doc="Inverse cosine (abs(x) < 1)."),
-    Op("asin", jnp.arcsin, domain="unit", ref=np.arcsin, doc="Inverse sine (abs(x) < 1)."),
-    Op("atan", jnp.arctan, ref=np.arctan, doc="Inverse tangent."),
-    Op("acosh", jnp.arccosh, domain="above1", ref=np.arccosh, doc="Inverse hyperbolic cosine (x > 1)."),
-    Op("asinh", jnp.arcsinh, ref=np.arcsinh, doc="Inverse hyperbolic sine."),
-    Op("atanh", jnp.arctanh, domain="unit", ref=np.arctanh, doc="Inverse hyperbolic tangent (abs(x) < 1)."),
+    Op("cos", jnp.cos, doc="Cosine."),
+    Op("sin", jnp.sin, doc="Sine."),
+    Op("tan", jnp.tan, doc="Tangent."),
+    Op("cosh", jnp.cosh, doc="Hyperbolic cosine."),
+    Op("sinh", jnp.sinh, doc="Hyperbolic sine."),
+    Op("acos", jnp.arccos, doc="Inverse cosine (abs(x) < 1)."),
+    Op("asin", jnp.arcsin, doc="Inverse sine (abs(x) < 1)."),
+    Op("atan", jnp.arctan, doc="Inverse tangent."),
+    Op("acosh", jnp.arccosh, doc="Inverse hyperbolic cosine (x > 1)."),
+    Op("asinh", jnp.arcsinh, doc="Inverse hyperbolic sine."),
+    Op("atanh", jnp.arctanh, doc="Inverse hyperbolic tangent (abs(x) < 1)."),
     export=__all__,
 )
 
 ceil, floor, round, rounde, erf, identity = register(
-    Op("ceil", jnp.ceil, ref=np.ceil, doc="Ceiling; zero gradient."),
-    Op("floor", jnp.floor, ref=np.floor, doc="Floor; zero gradient."),
+    Op("ceil", jnp.ceil, doc="Ceiling; zero gradient."),
+    Op("floor", jnp.floor, doc="Floor; zero gradient."),
     Op("round", lambda x: lax.round(x, lax.RoundingMethod.AWAY_FROM_ZERO),
-       ref=lambda x: np.sign(x) * np.floor(np.abs(x) + 0.5),
        doc="Round halves away from zero (C `round`); zero gradient."),
-    Op("rounde", jnp.round, ref=np.round, doc="Round halves to even; zero gradient."),
-    Op("erf", lax.erf, ref=_erf_np,
+    Op("rounde", jnp.round, doc="Round halves to even; zero gradient."),
+    Op("erf", lax.erf,
        doc="Error function; gradient dy * 2/sqrt(pi) * exp(-x**2).\n\n"
            "SINGA: its backward returns 2/sqrt(pi)*exp(-dy**2) (uses dy for x, ignores dy); "
            "singax returns the true gradient."),
-    Op("identity", lambda x: x, ref=lambda x: x, doc="y = x."),
+    Op("identity", lambda x: x, doc="y = x."),
     export=__all__,
 )
 
 leakyrelu, elu, selu, hardsigmoid, clip, prelu, softmax = register(
     Op("leakyrelu", lambda x, a=0.01: jnp.where(x >= 0, x, a * x),
        grad=lambda dy, x, y, a=0.01: dy * jnp.where(x > 0, 1.0, jnp.where(x < 0, a, 0.0)).astype(dy.dtype),
-       cls="LeakyRelu", attrs=(("a", 0.01),), domain="nonzero", samples=[{}, {"a": 0.2}],
-       ref=lambda x, a=0.01: np.where(x >= 0, x, a * x),
+       cls="LeakyRelu", attrs=(("a", 0.01),),
        doc="x if x >= 0 else a*x; gradient 0 at x = 0 (as SINGA)."),
     Op("elu", lambda x, alpha=1.0: jnp.where(x >= 0, x, alpha * jnp.expm1(jnp.minimum(x, 0))),
-       attrs=(("alpha", 1.0),), domain="nonzero", samples=[{}, {"alpha": 0.5}],
-       ref=lambda x, alpha=1.0: np.where(x >= 0, x, alpha * np.expm1(np.minimum(x, 0))),
+       attrs=(("alpha", 1.0),),
        doc="x if x >= 0 else alpha*(e**x - 1)."),
     Op("selu", _selu, cls="SeLU", attrs=(("alpha", SINGA_SELU_ALPHA), ("gamma", SINGA_SELU_GAMMA)),
-       domain="nonzero",
-       samples=[{}, {"alpha": 1.5, "gamma": 2.0}],
-       ref=lambda x, alpha=SINGA_SELU_ALPHA, gamma=SINGA_SELU_GAMMA:
-           gamma * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
        doc="gamma*x if x > 0 else gamma*alpha*(e**x - 1) (SINGA's 5-6 digit defaults)."),
     Op("hardsigmoid", lambda x, alpha=0.2, gamma=0.5: jnp.clip(alpha * x + gamma, 0, 1),
        grad=_hardsigmoid_grad, cls="HardSigmoid", attrs=(("alpha", 0.2), ("gamma", 0.5)),
-       shapes=[((4, 5),)], samples=[{}, {"alpha": 0.5, "gamma": 0.3}],
-       sample=lambda rng, attrs: [rng.uniform(-5, 5, (4, 5))],
-       ref=lambda x, alpha=0.2, gamma=0.5: np.clip(alpha * x + gamma, 0, 1),
        doc="clip(alpha*x + gamma, 0, 1) (`gamma` is ONNX's beta); gradient alpha strictly inside."),
     Op("clip", _clip, grad=_clip_grad, attrs=(("min", None), ("max", None)),
-       samples=[{"min": -0.5, "max": 0.5}, {"min": None, "max": 0.3}, {"min": -0.2}, {}],
-       ref=_clip_ref, doc="Clip x to [min, max] (each bound optional); gradient 1 where "
-                          "min <= x <= max (inclusive), else 0."),
+       doc="Clip x to [min, max] (each bound optional); gradient 1 where "
+           "min <= x <= max (inclusive), else 0."),
     Op("prelu", lambda x, slope: jnp.where(x >= 0, x, slope * x), cls="PRelu", inputs=2,
-       domain="nonzero", shapes=[((2, 3, 2, 2), (3, 1, 1)), ((3, 4), (3, 4)), ((3, 4), (4,))],
-       samples=[{}], ref=lambda x, slope: np.where(x >= 0, x, slope * x),
        doc="x if x >= 0 else slope*x, `slope` broadcast to x; both gradients un-broadcast."),
     Op("softmax", _softmax, cls="SoftMax", attrs=(("axis", 1),), check=_softmax_check,
-       shapes=[((3, 4),), ((2, 3, 2, 2),)], samples=[{}, {"axis": -1}, {"axis": 0}],
-       ref=_softmax_ref,
        doc="Softmax over the trailing block shape[axis:] (ONNX opset <= 11, as SINGA): a 4-D "
            "input with axis=1 is normalised over C*H*W jointly; axis=-1 means the last dim only."),
     export=__all__,

@@ -270,41 +270,6 @@ def _conv_check(x, W, b=None, *, handle, odd_padding=(0, 0, 0, 0)):
                          f"({h.kernel_h}, {h.kernel_w}) with padding ({h.pad_h}, {h.pad_w})")
 
 
-def _np_conv(x, W, b=None, *, handle, odd_padding=(0, 0, 0, 0)):
-    """numpy reference: explicit zero padding, dilated kernel, per-group einsum."""
-    h = handle
-    t, bo, l, r = odd_padding
-    x = np.pad(x, ((0, 0), (0, 0), (h.pad_h + t, h.pad_h + bo), (h.pad_w + l, h.pad_w + r)))
-    kh, kw = (h.kernel_h - 1) * h.dilation_h + 1, (h.kernel_w - 1) * h.dilation_w + 1
-    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
-    win = win[:, :, ::h.stride_h, ::h.stride_w, ::h.dilation_h, ::h.dilation_w]  # N,C,OH,OW,KH,KW
-    cg, og = x.shape[1] // h.group, W.shape[0] // h.group
-    y = np.concatenate([np.einsum("ncijkl,ockl->noij", win[:, g * cg:(g + 1) * cg], W[g * og:(g + 1) * og])
-                        for g in range(h.group)], axis=1)
-    return y if b is None else y + b.reshape(1, -1, 1, 1)
-
-
-def _conv_sample(rng, attrs):
-    h = attrs["handle"]
-    x = rng.standard_normal((h.batchsize, h.channels, h.height, h.width))
-    W = rng.standard_normal((h.num_filters, h.channels // h.group, h.kernel_h, h.kernel_w))
-    return [x, W, rng.standard_normal(h.num_filters)] if h.bias_term else [x, W]
-
-
-_CONV_SAMPLES = [
-    dict(handle=ConvHandle((2, 3, 6, 5), 3, 1, 1, 3, 4, True)),
-    dict(handle=ConvHandle((2, 4, 7, 6), (3, 2), 2, (1, 0), 4, 6, False, group=2)),
-    dict(handle=ConvHandle((1, 2, 7, 7), 3, 1, 2, 2, 3, True, dilation=2), odd_padding=(1, 0, 0, 1)),
-]
-
-register(Op("conv2d", _conv_forward, cls="_Conv2d", inputs=None,
-            attrs=(("handle", None), ("odd_padding", (0, 0, 0, 0))),
-            samples=_CONV_SAMPLES, shapes=[()], sample=_conv_sample, ref=_np_conv, check=_conv_check,
-            doc="2-D cross-correlation, NCHW; `_Conv2d(handle, odd_padding=(0, 0, 0, 0))(x, W[, b])`."),
-         export=__all__)
-_Conv2d = _cls("_Conv2d")
-
-
 def conv2d(handle: ConvHandle, x: Tensor, W: Tensor, b: Tensor | None = None,
            odd_padding: Sequence[int] = (0, 0, 0, 0)) -> Tensor:
     """2-D convolution (cross-correlation) of NCHW `x` with `W` (O, C/group, kh, kw).
@@ -318,6 +283,14 @@ def conv2d(handle: ConvHandle, x: Tensor, W: Tensor, b: Tensor | None = None,
     """
     op = _Conv2d(handle, tuple(odd_padding))
     return (op(x, W) if b is None else op(x, W, b))[0]
+
+
+register(Op("conv2d", _conv_forward, cls="_Conv2d", inputs=None,
+            attrs=(("handle", None), ("odd_padding", (0, 0, 0, 0))),
+            check=_conv_check, function=conv2d,
+            doc="2-D cross-correlation, NCHW; `_Conv2d(handle, odd_padding=(0, 0, 0, 0))(x, W[, b])`."),
+         export=__all__)
+_Conv2d = _cls("_Conv2d")
 
 
 # --------------------------------------------------------------------------- pooling
@@ -351,43 +324,20 @@ def _pool_check(x, *, handle, odd_padding=(0, 0, 0, 0)):
                          f"{h.pad_w}) does not fit input {tuple(x.shape)} (padding must be < kernel)")
 
 
-def _np_pool(x, *, handle, odd_padding=(0, 0, 0, 0)):
-    """numpy reference: NaN padding, then nanmax / nanmean over each window."""
-    h = handle
-    t, bo, l, r = odd_padding
-    x = np.pad(x, ((0, 0), (0, 0), (t, bo), (l, r)), mode="edge")
-    x = np.pad(x, ((0, 0), (0, 0), (h.pad_h,) * 2, (h.pad_w,) * 2), constant_values=np.nan)
-    win = np.lib.stride_tricks.sliding_window_view(x, (h.kernel_h, h.kernel_w), axis=(2, 3))
-    win = win[:, :, ::h.stride_h, ::h.stride_w]
-    return (np.nanmax if h.is_max_pooling else np.nanmean)(win, axis=(4, 5))
-
-
-def _pool_sample(rng, attrs):
-    h = attrs["handle"]
-    n = h.batchsize * h.channels * h.height * h.width
-    # distinct, well separated values: no ties for max pooling
-    return [rng.permutation(n).reshape(h.batchsize, h.channels, h.height, h.width) * 0.1]
-
-
-register(Op("pooling_2d", _pool_forward, cls="_Pooling2d",
-            attrs=(("handle", None), ("odd_padding", (0, 0, 0, 0))), shapes=[()],
-            samples=[dict(handle=PoolingHandle((2, 2, 5, 6), 2, 2, 0, True)),
-                     dict(handle=PoolingHandle((2, 2, 5, 6), 3, 2, 1, True), odd_padding=(0, 1, 1, 0)),
-                     dict(handle=PoolingHandle((1, 3, 5, 5), 3, 2, 1, False)),
-                     dict(handle=PoolingHandle((1, 2, 6, 5), (2, 3), (1, 2), (1, 1), False),
-                          odd_padding=(1, 0, 0, 1))],
-            sample=_pool_sample, ref=_np_pool, check=_pool_check,
-            doc="2-D max or average pooling, NCHW; `_Pooling2d(handle, odd_padding)(x)`."),
-         export=__all__)
-_Pooling2d = _cls("_Pooling2d")
-
-
 def pooling_2d(handle: PoolingHandle, x: Tensor, odd_padding: Sequence[int] = (0, 0, 0, 0)) -> Tensor:
     """Max or average 2-D pooling of NCHW `x`; the average excludes padded positions.
 
     `odd_padding` (top, bottom, left, right) first duplicates the border rows/columns.
     """
     return _Pooling2d(handle, tuple(odd_padding))(x)[0]
+
+
+register(Op("pooling_2d", _pool_forward, cls="_Pooling2d",
+            attrs=(("handle", None), ("odd_padding", (0, 0, 0, 0))), check=_pool_check,
+            function=pooling_2d,
+            doc="2-D max or average pooling, NCHW; `_Pooling2d(handle, odd_padding)(x)`."),
+         export=__all__)
+_Pooling2d = _cls("_Pooling2d")
 
 
 # --------------------------------------------------------------------------- batch norm
@@ -543,36 +493,14 @@ def _embedding_check(x, w):
             raise ValueError(f"embedding: indices must be in [0, {w.shape[0]}), got range [{lo:g}, {hi:g}]")
 
 
-def _embedding_sample(rng, attrs):
-    return [rng.integers(0, 5, (2, 3)).astype(np.int32), rng.standard_normal((5, 4))]
-
-
 def _cossim_forward(a, b):
     return jnp.sum(a * b, axis=1) / (jnp.linalg.norm(a, axis=1) * jnp.linalg.norm(b, axis=1))
-
-
-def _np_cossim(a, b):
-    return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def _cossim_check(a, b):
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"cossim: expected two (B, D) inputs of the same shape, got {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
-
-
-register(
-    Op("embedding", _embedding_forward, cls="Embedding", inputs=2, diff=(1,), shapes=[()],
-       sample=_embedding_sample, ref=lambda x, w: w[x.astype(np.int64)], check=_embedding_check,
-       doc="Row lookup: x (N, T) indices, w (V, D) -> (N, T, D). "
-           "SINGA: x gets no gradient (SINGA's dx is a meaningless sum of dy; the public "
-           "`op.backward` returns zeros of x's shape); only w gets a gradient."),
-    Op("cossim", _cossim_forward, cls="CosSim", inputs=2, shapes=[((3, 4), (3, 4)), ((1, 6), (1, 6))],
-       domain="nonzero", ref=_np_cossim, check=_cossim_check,
-       doc="Row-wise cosine similarity of two (B, D) tensors -> (B,)."),
-    export=__all__,
-)
-Embedding, CosSim = _cls("Embedding"), _cls("CosSim")
 
 
 def embedding(x: Tensor, w: Tensor) -> Tensor:
@@ -583,3 +511,16 @@ def embedding(x: Tensor, w: Tensor) -> Tensor:
 def cossim(a: Tensor, b: Tensor) -> Tensor:
     """Cosine similarity of matching rows of `a` and `b` (B, D) -> (B,)."""
     return CosSim()(a, b)[0]
+
+
+register(
+    Op("embedding", _embedding_forward, cls="Embedding", inputs=2, diff=(1,), check=_embedding_check,
+       function=embedding,
+       doc="Row lookup: x (N, T) indices, w (V, D) -> (N, T, D). "
+           "SINGA: x gets no gradient (SINGA's dx is a meaningless sum of dy; the public "
+           "`op.backward` returns zeros of x's shape); only w gets a gradient."),
+    Op("cossim", _cossim_forward, cls="CosSim", inputs=2, check=_cossim_check, function=cossim,
+       doc="Row-wise cosine similarity of two (B, D) tensors -> (B,)."),
+    export=__all__,
+)
+Embedding, CosSim = _cls("Embedding"), _cls("CosSim")

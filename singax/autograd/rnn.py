@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._op import CLASSES, OPS, Op, register
-from .nn import _Handle, _cls, _shape_of
+from ._op import CLASSES, BuiltinOperator, Op, register
+from .nn import _Handle, _shape_of
 from ..tensor import Tensor
 
 __all__ = ["CudnnRNNHandle", "_RNN"]
@@ -157,61 +157,7 @@ def _rnn_check(x, hx, cx, W, seq_lengths=None, *, handle, return_sequences=False
         raise ValueError(f"_RNN: expected seq_lengths of {x.shape[1]} entries, got {tuple(seq_lengths.shape)}")
 
 
-def _np_rnn(x, hx, cx, W, seq_lengths=None, *, handle, return_sequences=False, use_mask=False):
-    """numpy reference: a plain loop over layers, directions and time steps."""
-    h = handle
-    T, B, _ = x.shape
-    H, D = h.hidden_size, 2 if h.bidirectional else 1
-    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
-    lens = np.full(B, T) if seq_lengths is None else np.asarray(seq_lengths).reshape(B)
-    blocks = [[np.asarray(p) for p in b] for b in _rnn_unflatten(jnp.asarray(W), h)]
-    inp = x
-    for layer in range(h.num_layers):
-        outs = []
-        for d in range(D):
-            wih, whh, bih, bhh = blocks[layer * D + d]
-            hs, cs = hx[layer * D + d].copy(), cx[layer * D + d].copy()
-            out = np.zeros((T, B, H))
-            for t in (range(T) if d == 0 else reversed(range(T))):
-                a, r = inp[t] @ wih.T + bih, hs @ whh.T + bhh
-                if h.mode == 2:
-                    i, f, g, o = np.split(a + r, 4, axis=1)
-                    cn = sig(f) * cs + sig(i) * np.tanh(g)
-                    hn = sig(o) * np.tanh(cn)
-                elif h.mode == 3:
-                    (ar, az, an), (rr, rz, rn) = np.split(a, 3, axis=1), np.split(r, 3, axis=1)
-                    rg, z = sig(ar + rr), sig(az + rz)
-                    hn, cn = (1 - z) * np.tanh(an + rg * rn) + z * hs, cs
-                else:
-                    hn, cn = (np.tanh(a + r) if h.mode == 1 else np.maximum(a + r, 0)), cs
-                live = (t < lens)[:, None]
-                hs, cs = np.where(live, hn, hs), np.where(live, cn, cs)
-                out[t] = np.where(live, hn, 0)
-            outs.append(out)
-        inp = np.concatenate(outs, axis=-1)
-    return inp if return_sequences else inp[-1]
-
-
-def _rnn_sample(rng, attrs):
-    h = attrs["handle"]
-    D = 2 if h.bidirectional else 1
-    state = (h.num_layers * D, h.batch_size, h.hidden_size)
-    return [rng.standard_normal((h.seq_length, h.batch_size, h.feature_size)),
-            rng.standard_normal(state) * 0.5, rng.standard_normal(state) * 0.5,
-            rng.uniform(-0.6, 0.6, h.weights_size)]
-
-
-register(Op("_rnn", _rnn_forward, cls="_RNN", inputs=None, shapes=[()],
-            attrs=(("handle", None), ("return_sequences", False), ("use_mask", False)),
-            samples=[dict(handle=CudnnRNNHandle((4, 2, 3), 3, "lstm"), return_sequences=True),
-                     dict(handle=CudnnRNNHandle((3, 2, 3), 2, "gru", num_layers=2, bidirectional=True)),
-                     dict(handle=CudnnRNNHandle((3, 2, 2), 3, "tanh", bias=False), return_sequences=True),
-                     dict(handle=CudnnRNNHandle((3, 1, 2), 2, "relu", bidirectional=True),
-                          return_sequences=True)],
-            sample=_rnn_sample, ref=_np_rnn, check=_rnn_check))
-
-
-class _RNN(_cls("_RNN")):
+class _RNNOperator(BuiltinOperator):
     """Multi-layer (bidirectional) RNN/LSTM/GRU over a flat weight vector, via `lax.scan`.
 
     `_RNN(handle, return_sequences=False, use_mask=False, seq_lengths=None)(x, hx, cx, W)`
@@ -242,4 +188,7 @@ class _RNN(_cls("_RNN")):
         return super()._backward_raw(*dys)[:4]
 
 
-CLASSES["_RNN"] = OPS["_rnn"].op_class = _RNN
+register(Op("_rnn", _rnn_forward, cls="_RNN", inputs=None,
+            attrs=(("handle", None), ("return_sequences", False), ("use_mask", False)),
+            check=_rnn_check, base=_RNNOperator))
+_RNN = CLASSES["_RNN"]

@@ -118,29 +118,6 @@ def _unsqueeze_shape(in_shape: tuple, axis) -> tuple:
     return tuple(out)
 
 
-def _ref_reshape(x, shape):
-    return x.reshape([x.shape[i] if s == 0 else s for i, s in enumerate(_ints(shape))])
-
-
-def _ref_flatten(x, axis=1):
-    a = axis % x.ndim if axis < 0 else axis
-    return x.reshape(int(np.prod(x.shape[:a])), -1)
-
-
-def _ref_squeeze(x, axis=()):
-    ax = tuple(_ints(axis)) if axis is not None and np.size(axis) else None
-    y = np.squeeze(x, axis=ax)
-    return x if y.ndim == 0 else y
-
-
-def _ref_unsqueeze(x, axis=-1):
-    shape = list(x.shape)
-    if not (x.ndim == 1 and _ints(axis) == [0]):
-        for a in _ints(axis):
-            shape.insert(a, 1)
-    return x.reshape(shape)
-
-
 # --- joining and splitting -----------------------------------------------------
 
 def _concat(*xs, axis=0):
@@ -167,20 +144,6 @@ def _split_parts(in_shape: tuple, axis, parts, num_output) -> tuple:
 def _split(x, *, axis, parts, num_output=None):
     a, offsets = _split_parts(x.shape, axis, parts, num_output)
     return tuple(jnp.split(x, offsets, axis=a))
-
-
-def _ref_split(x, axis, parts, num_output=None):
-    if parts is None:
-        return tuple(np.array_split(x, num_output, axis=axis))
-    return tuple(np.split(x, np.cumsum(parts)[:-1], axis=axis))
-
-
-def _cat_sample(rng, attrs):
-    axis = attrs.get("axis", 0) % 3
-    shapes = [[2, 3, 4] for _ in range(3)]
-    for k, s in enumerate(shapes):
-        s[axis] = k + 1
-    return [rng.standard_normal(s) for s in shapes]
 
 
 # --- slicing and indexing -------------------------------------------------------
@@ -218,15 +181,6 @@ def _slice(x, *, starts, ends, axes=None, steps=None):
         if r.step < 0:
             x = jnp.flip(x, axis=a)
     return x
-
-
-def _ref_slice(x, starts, ends, axes=None, steps=None):
-    idx = [_pyslice(None)] * x.ndim
-    axes = range(len(starts)) if axes is None else axes
-    steps = [1] * len(starts) if steps is None else steps
-    for s, e, a, st in zip(starts, ends, axes, steps):
-        idx[a] = _pyslice(s, e, st)
-    return x[tuple(idx)]
 
 
 def _gather(x, *, axis, indices):
@@ -288,18 +242,6 @@ def _pad(x, *, mode, pads, constant=0.0):
     return x
 
 
-def _ref_pad(x, mode, pads, constant=0.0):
-    r = x.ndim
-    if mode == "constant":
-        return np.pad(x, list(zip(pads[:r], pads[r:])), constant_values=constant)
-    if mode == "edge":
-        return np.pad(x, list(zip(pads[:r], pads[r:])), mode="edge")
-    for a in range(r):  # SINGA's reflect, built by concatenation one axis at a time
-        n, b, e = x.shape[a], pads[a], pads[a + r]
-        x = np.concatenate([np.take(x, range(b), a), x, np.take(x, range(n - e, n), a)], axis=a)
-    return x
-
-
 def _upsample(x, *, mode, scales):
     mode = mode.decode() if isinstance(mode, bytes) else mode
     if mode != "nearest":
@@ -311,12 +253,6 @@ def _upsample(x, *, mode, scales):
     for a, s in enumerate(scales.astype(int).tolist()):
         if s != 1:
             x = jnp.repeat(x, s, axis=a)
-    return x
-
-
-def _ref_upsample(x, mode, scales):
-    for a, s in enumerate(scales):
-        x = np.repeat(x, int(s), axis=a)
     return x
 
 
@@ -358,26 +294,6 @@ def _space_to_depth(x, *, blocksize, mode="DCR"):
     return y.reshape(b, c * bs * bs, h, w)
 
 
-def _depth_index(mode, c, i, j, cc, bs):
-    return (i * bs + j) * cc + c if mode == "DCR" else (c * bs + i) * bs + j
-
-
-def _ref_depth_to_space(x, blocksize, mode="DCR"):
-    bs, (b, c, h, w) = blocksize, x.shape
-    cc = c // (bs * bs)
-    cq, hq, wq = np.meshgrid(np.arange(cc), np.arange(h * bs), np.arange(w * bs), indexing="ij")
-    d = _depth_index(mode, cq, hq % bs, wq % bs, cc, bs)
-    return x[:, d, hq // bs, wq // bs]
-
-
-def _ref_space_to_depth(x, blocksize, mode="DCR"):
-    bs, (b, cc, hh, ww) = blocksize, x.shape
-    y = np.zeros((b, cc * bs * bs, hh // bs, ww // bs), x.dtype)
-    cq, hq, wq = np.meshgrid(np.arange(cc), np.arange(hh), np.arange(ww), indexing="ij")
-    y[:, _depth_index(mode, cq, hq % bs, wq % bs, cc, bs), hq // bs, wq // bs] = x
-    return y
-
-
 # --- selection ---------------------------------------------------------------------
 
 def _where(x, y, *, condition):
@@ -403,131 +319,8 @@ def _scatter_elements(x, *, indices, updates, axis=0):
     return x.at[where].set(jnp.asarray(upd, x.dtype), mode="promise_in_bounds")
 
 
-def _ref_scatter_elements(x, indices, updates, axis=0):
-    y, idx, upd = x.copy(), np.asarray(indices), np.asarray(updates)
-    for pos in np.ndindex(*idx.shape):
-        target = list(pos)
-        target[axis] = idx[pos] % x.shape[axis]
-        y[tuple(target)] = upd[pos]
-    return y
-
-
-# --- the table -----------------------------------------------------------------------
-
-(reshape, flatten, _transpose, squeeze, unsqueeze, _cat, _split_fn, slice, gather, tile, expand,
- pad, upsample, depth_to_space, space_to_depth, _where_fn, scatter_elements) = register(
-    Op("reshape", lambda x, *, shape: x.reshape(_reshape_target(shape, x.shape)),
-       attrs=(("shape", None),), shapes=[((2, 3, 4),)],
-       samples=[dict(shape=[0, -1]), dict(shape=[4, -1, 2]), dict(shape=[24]),
-                dict(shape=(2, 0, 4)), dict(shape=[-1]), dict(shape=[1, 2, 12, 1])],
-       ref=_ref_reshape,
-       doc="Reshape to `shape`: a 0 copies the input dim at that index, one -1 is inferred."),
-    Op("flatten", lambda x, *, axis=1: x.reshape(_flatten_shape(x.shape, int(axis))),
-       attrs=(("axis", 1),), shapes=[((2, 3, 4),), ((2, 3, 4, 5),)],
-       samples=[dict(axis=0), dict(axis=1), dict(axis=2), dict(axis=-1), dict(axis=-3)],
-       ref=_ref_flatten,
-       doc="Flatten to 2-d (prod(shape[:axis]), prod(shape[axis:])); axis may be negative."),
-    Op("transpose", lambda x, *, perm=None: jnp.transpose(x, _perm(perm, x.ndim)),
-       attrs=(("perm", None),), shapes=[((2, 3, 4),)],
-       samples=[dict(perm=[2, 0, 1]), dict(perm=(0, 2, 1)), dict(perm=None)],
-       ref=lambda x, perm=None: np.transpose(x, perm),
-       doc="Permute the axes by `perm` (None reverses them, as in ONNX)."),
-    Op("squeeze", lambda x, *, axis=(): x.reshape(_squeeze_shape(x.shape, axis)),
-       attrs=(("axis", []),), shapes=[((1, 3, 1, 4),), ((1, 1, 1),)],
-       samples=[dict(axis=[]), dict(axis=[0]), dict(axis=[-2]), dict(axis=[0, 2]), dict(axis=0)],
-       ref=_ref_squeeze,
-       doc="Drop the listed size-1 axes (all size-1 axes when `axis` is []); an all-ones "
-           "input is returned unchanged (no 0-d tensors).\n\n"
-           "SINGA: an int axis fails there; singax accepts it as [axis]."),
-    Op("unsqueeze", lambda x, *, axis=-1: x.reshape(_unsqueeze_shape(x.shape, axis)),
-       attrs=(("axis", -1),), shapes=[((3, 4),), ((5,),)],
-       samples=[dict(axis=[0]), dict(axis=[-1]), dict(axis=[0, 3]), dict(axis=-1), dict(axis=[7])],
-       ref=_ref_unsqueeze,
-       doc="Insert size-1 dims with Python's `list.insert` for each entry of `axis` in order "
-           "(so -1 inserts before the last dim); a 1-d input with axis [0] is unchanged.\n\n"
-           "SINGA: an int axis (the default -1 included) raises TypeError there; singax "
-           "accepts it as [axis]."),
-    Op("cat", _concat, cls="Concat", attrs=(("axis", 0),), inputs=None,
-       shapes=[((2, 3, 4),) * 3], samples=[dict(axis=0), dict(axis=1), dict(axis=-1)],
-       sample=_cat_sample, ref=lambda *xs, axis=0: np.concatenate(xs, axis=axis),
-       doc="Concatenate the inputs along `axis` (negative allowed); the class takes varargs."),
-    Op("split", _split, attrs=(("axis", 0), ("parts", None), ("num_output", None)),
-       shapes=[((4, 6),)],
-       samples=[dict(axis=1, parts=[1, 2, 3]), dict(axis=0, parts=None, num_output=2),
-                dict(axis=-1, parts=[3, 3]), dict(axis=0, parts=[4])],
-       ref=_ref_split,
-       doc="Split along `axis` into `parts` (lengths) or `num_output` equal parts; returns a tuple."),
-    Op("slice", _slice, attrs=(("starts", None), ("ends", None), ("axes", None), ("steps", None)),
-       shapes=[((4, 5, 6),)],
-       samples=[dict(starts=[1], ends=[3]),
-                dict(starts=[0, 1], ends=[10, -1], axes=[1, 2], steps=[2, 1]),
-                dict(starts=[-1], ends=[-100], axes=[2], steps=[-2]),
-                dict(starts=[3, 4], ends=[0, 1], axes=[0, -1], steps=[-1, -3]),
-                dict(starts=[-3], ends=[2 ** 31 - 1], axes=[1])],
-       ref=_ref_slice,
-       doc="ONNX Slice: Python range slicing per listed axis (ends clamped); empty results "
-           "are an error.\n\n"
-           "SINGA: the backward misplaces slices taken with negative steps; singax's is exact."),
-    Op("gather", _gather, attrs=(("axis", 0), ("indices", None)), shapes=[((4, 5),)],
-       samples=[dict(axis=0, indices=[3, 1, 1, -1]), dict(axis=1, indices=[[0, 4], [4, 2], [-1, 0]]),
-                dict(axis=-1, indices=[2]), dict(axis=0, indices=np.array([[2, 2, 0]]))],
-       ref=lambda x, axis, indices: np.take(x, np.asarray(indices) % x.shape[axis], axis=axis),
-       doc="Take `indices` (ints, or a list of lists, which adds an axis) along `axis`; "
-           "negative indices count from the end.\n\n"
-           "SINGA: the backward is right only for sorted unique non-negative indices; singax "
-           "scatter-adds, so any indices work."),
-    Op("tile", lambda x, *, repeats: jnp.tile(x, _tile_reps(repeats, x.ndim)),
-       attrs=(("repeats", None),), shapes=[((2, 3),)],
-       samples=[dict(repeats=[2, 3]), dict(repeats=[2]), dict(repeats=[2, 1, 2]), dict(repeats=3)],
-       ref=lambda x, repeats: np.tile(x, _tile_reps(repeats, x.ndim)),
-       doc="Repeat x `repeats` times per axis, like numpy.tile, except that a `repeats` "
-           "shorter than the rank tiles the leading axes (SINGA's rule; numpy's are trailing)."),
-    Op("expand", _expand, attrs=(("shape", None),), shapes=[((3, 1),)],
-       samples=[dict(shape=[3, 4]), dict(shape=[2, 3, 4]), dict(shape=[2, 1, 1]), dict(shape=[1])],
-       ref=lambda x, shape: x * np.ones(shape, x.dtype),
-       doc="Broadcast x with `shape` (ONNX Expand: bidirectional broadcasting).\n\n"
-           "SINGA: the backward pairs axes wrongly when ranks differ; singax un-broadcasts."),
-    Op("pad", _pad, attrs=(("mode", "constant"), ("pads", None), ("constant", 0.0)),
-       shapes=[((3, 4),)],
-       samples=[dict(mode="constant", pads=[1, 0, 2, 3], constant=0.5), dict(mode="edge", pads=[2, 1, 1, 2]),
-                dict(mode="reflect", pads=[2, 1, 1, 3]), dict(mode="constant", pads=[0, 0, 0, 0])],
-       ref=_ref_pad,
-       doc="Pad with `pads` in ONNX order [b_1..b_n, e_1..e_n]. Modes: 'constant', 'edge' "
-           "(repeat the border), 'reflect' (SINGA's: copies the first/last p slices in order, "
-           "not numpy's mirror).\n\n"
-           "SINGA: the backward only crops dy, dropping the gradient of the padded copies "
-           "for 'edge'/'reflect'; singax returns the true gradient."),
-    Op("upsample", _upsample, cls="UpSample", attrs=(("mode", "nearest"), ("scales", None)),
-       shapes=[((2, 3, 2),)],
-       samples=[dict(mode="nearest", scales=[1, 2, 3]), dict(mode="nearest", scales=[2.0, 1.0, 1.0])],
-       ref=_ref_upsample,
-       doc="Nearest-neighbour upsampling: repeat each element `scales[i]` times along axis i."),
-    Op("depth_to_space", _depth_to_space, attrs=(("blocksize", 2), ("mode", "DCR")),
-       shapes=[((2, 8, 2, 3),)], samples=[dict(blocksize=2, mode="DCR"), dict(blocksize=2, mode="CRD")],
-       ref=_ref_depth_to_space,
-       doc="Move channel blocks into space: (B, C, H, W) -> (B, C/bs², H·bs, W·bs), modes DCR/CRD."),
-    Op("space_to_depth", _space_to_depth, attrs=(("blocksize", 2), ("mode", "DCR")),
-       shapes=[((2, 2, 4, 6),)], samples=[dict(blocksize=2, mode="DCR"), dict(blocksize=2, mode="CRD")],
-       ref=_ref_space_to_depth,
-       doc="The inverse of depth_to_space for the same mode: (B, C, H, W) -> (B, C·bs², H/bs, W/bs)."),
-    Op("where", _where, attrs=(("condition", None),), inputs=2,
-       shapes=[((2, 3), (2, 3)), ((2, 3), (1, 3))],
-       samples=[dict(condition=[[1, 0, 1], [0, 0, 1]]), dict(condition=[True, False, False]),
-                dict(condition=np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]], np.float32))],
-       ref=lambda x, y, condition: (np.asarray(condition, np.float32) * x
-                                    + (1 - np.asarray(condition, np.float32)) * y),
-       doc="Blend condition·x + (1 − condition)·y (broadcasting), as SINGA computes `where`; "
-           "inf/NaN in the unselected input leaks into the result as NaN."),
-    Op("scatter_elements", _scatter_elements, attrs=(("indices", None), ("updates", None), ("axis", 0)),
-       shapes=[((3, 4),)],
-       samples=[dict(indices=[[1, 0, 2], [0, 2, 1]], updates=[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], axis=0),
-                dict(indices=[[3, -4], [2, 0], [1, 3]], updates=[[1.5, 2.5], [3.5, 4.5], [5.5, 6.5]], axis=1),
-                dict(indices=[[2]], updates=[[9.0]], axis=-2)],
-       ref=_ref_scatter_elements,
-       doc="ONNX ScatterElements: write `updates` at `indices` along `axis`; any rank.\n\n"
-           "SINGA: 2-d only there. No gradient flows to `updates` (a constant attribute)."),
-    export=__all__,
-)
+# --- SINGA's own signatures: the `function` column of their rows; each calls the
+# generated function the table binds (`_transpose`...)
 
 def transpose(x: Tensor, shape: Sequence[int] | None = None) -> Tensor:
     """Permute the axes of `x` by `shape` (SINGA's name for the permutation)."""
@@ -554,6 +347,67 @@ def where(x: Tensor, y: Tensor, condition) -> Tensor:
     return _where_fn(x, y, condition)
 
 
-# the SINGA wrappers above replace the generated functions of their rows
-OPS["transpose"].function, OPS["cat"].function = transpose, cat
-OPS["split"].function, OPS["where"].function = split, where
+# --- the table -----------------------------------------------------------------------
+
+(reshape, flatten, _transpose, squeeze, unsqueeze, _cat, _split_fn, slice, gather, tile, expand,
+ pad, upsample, depth_to_space, space_to_depth, _where_fn, scatter_elements) = register(
+    Op("reshape", lambda x, *, shape: x.reshape(_reshape_target(shape, x.shape)),
+       attrs=(("shape", None),),
+       doc="Reshape to `shape`: a 0 copies the input dim at that index, one -1 is inferred."),
+    Op("flatten", lambda x, *, axis=1: x.reshape(_flatten_shape(x.shape, int(axis))),
+       attrs=(("axis", 1),),
+       doc="Flatten to 2-d (prod(shape[:axis]), prod(shape[axis:])); axis may be negative."),
+    Op("transpose", lambda x, *, perm=None: jnp.transpose(x, _perm(perm, x.ndim)),
+       attrs=(("perm", None),), function=transpose,
+       doc="Permute the axes by `perm` (None reverses them, as in ONNX)."),
+    Op("squeeze", lambda x, *, axis=(): x.reshape(_squeeze_shape(x.shape, axis)),
+       attrs=(("axis", []),),
+       doc="Drop the listed size-1 axes (all size-1 axes when `axis` is []); an all-ones "
+           "input is returned unchanged (no 0-d tensors).\n\n"
+           "SINGA: an int axis fails there; singax accepts it as [axis]."),
+    Op("unsqueeze", lambda x, *, axis=-1: x.reshape(_unsqueeze_shape(x.shape, axis)),
+       attrs=(("axis", -1),),
+       doc="Insert size-1 dims with Python's `list.insert` for each entry of `axis` in order "
+           "(so -1 inserts before the last dim); a 1-d input with axis [0] is unchanged.\n\n"
+           "SINGA: an int axis (the default -1 included) raises TypeError there; singax "
+           "accepts it as [axis]."),
+    Op("cat", _concat, cls="Concat", attrs=(("axis", 0),), inputs=None, function=cat,
+       doc="Concatenate the inputs along `axis` (negative allowed); the class takes varargs."),
+    Op("split", _split, attrs=(("axis", 0), ("parts", None), ("num_output", None)), function=split,
+       doc="Split along `axis` into `parts` (lengths) or `num_output` equal parts; returns a tuple."),
+    Op("slice", _slice, attrs=(("starts", None), ("ends", None), ("axes", None), ("steps", None)),
+       doc="ONNX Slice: Python range slicing per listed axis (ends clamped); empty results "
+           "are an error.\n\n"
+           "SINGA: the backward misplaces slices taken with negative steps; singax's is exact."),
+    Op("gather", _gather, attrs=(("axis", 0), ("indices", None)),
+       doc="Take `indices` (ints, or a list of lists, which adds an axis) along `axis`; "
+           "negative indices count from the end.\n\n"
+           "SINGA: the backward is right only for sorted unique non-negative indices; singax "
+           "scatter-adds, so any indices work."),
+    Op("tile", lambda x, *, repeats: jnp.tile(x, _tile_reps(repeats, x.ndim)),
+       attrs=(("repeats", None),),
+       doc="Repeat x `repeats` times per axis, like numpy.tile, except that a `repeats` "
+           "shorter than the rank tiles the leading axes (SINGA's rule; numpy's are trailing)."),
+    Op("expand", _expand, attrs=(("shape", None),),
+       doc="Broadcast x with `shape` (ONNX Expand: bidirectional broadcasting).\n\n"
+           "SINGA: the backward pairs axes wrongly when ranks differ; singax un-broadcasts."),
+    Op("pad", _pad, attrs=(("mode", "constant"), ("pads", None), ("constant", 0.0)),
+       doc="Pad with `pads` in ONNX order [b_1..b_n, e_1..e_n]. Modes: 'constant', 'edge' "
+           "(repeat the border), 'reflect' (SINGA's: copies the first/last p slices in order, "
+           "not numpy's mirror).\n\n"
+           "SINGA: the backward only crops dy, dropping the gradient of the padded copies "
+           "for 'edge'/'reflect'; singax returns the true gradient."),
+    Op("upsample", _upsample, cls="UpSample", attrs=(("mode", "nearest"), ("scales", None)),
+       doc="Nearest-neighbour upsampling: repeat each element `scales[i]` times along axis i."),
+    Op("depth_to_space", _depth_to_space, attrs=(("blocksize", 2), ("mode", "DCR")),
+       doc="Move channel blocks into space: (B, C, H, W) -> (B, C/bs², H·bs, W·bs), modes DCR/CRD."),
+    Op("space_to_depth", _space_to_depth, attrs=(("blocksize", 2), ("mode", "DCR")),
+       doc="The inverse of depth_to_space for the same mode: (B, C, H, W) -> (B, C·bs², H/bs, W/bs)."),
+    Op("where", _where, attrs=(("condition", None),), inputs=2, function=where,
+       doc="Blend condition·x + (1 − condition)·y (broadcasting), as SINGA computes `where`; "
+           "inf/NaN in the unselected input leaks into the result as NaN."),
+    Op("scatter_elements", _scatter_elements, attrs=(("indices", None), ("updates", None), ("axis", 0)),
+       doc="ONNX ScatterElements: write `updates` at `indices` along `axis`; any rank.\n\n"
+           "SINGA: 2-d only there. No gradient flows to `updates` (a constant attribute)."),
+    export=__all__,
+)
