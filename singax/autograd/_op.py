@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._tape import MSG_NO_SAVED, Dummy, Operator, _none_if_float0, is_training, post_order
+from ._tape import (MSG_NO_SAVED, Dummy, Operator, _none_if_float0, is_training, keeps_residuals,
+                    post_order, vjp_over)
 from .._ctensor import raw
 from ..tensor import Tensor
 from ..tensor._tensor import _wrap
@@ -91,13 +92,7 @@ class Op:
 
         def bwd(xs, y, dy):
             diff = self._diff_indices(xs)
-
-            def f(*d):
-                full = list(xs)
-                for i, v in zip(diff, d):
-                    full[i] = v
-                return fwd(*full)
-            _, pull = jax.vjp(f, *[xs[i] for i in diff])
+            _, pull = vjp_over(fwd, xs, diff)
             got = pull(dy)
             dxs = [None] * len(xs)
             for i, g in zip(diff, got):
@@ -159,16 +154,9 @@ class BuiltinOperator(Operator):
             spec.check(*xs, **dict(zip(spec.attr_names, self._key())))
         keep = spec.differentiable and getattr(self, "requires_grad", True) and is_training()
         try:
-            if keep and spec.grad is None and any(isinstance(x, jax.core.Tracer) for x in xs):
-                # inside Model.compile's trace: reuse the forward's residuals in backward
+            if spec.grad is None and keeps_residuals(keep, xs):
                 diff = spec._diff_indices(xs)
-                other = list(xs)
-
-                def f(*d):
-                    for i, v in zip(diff, d):
-                        other[i] = v
-                    return plain(*other)
-                ys, pull = jax.vjp(f, *[xs[i] for i in diff])
+                ys, pull = vjp_over(plain, xs, diff)
                 self._pullback, self._diff, self._n = pull, diff, len(xs)
             else:
                 ys = fwd(*xs)

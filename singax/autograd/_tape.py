@@ -88,7 +88,7 @@ class Operator:
         # gets jax.vjp of its forward recorded while training.
         if type(self)._backward_raw is not Operator._backward_raw or not (is_training() and self.requires_grad):
             return self.forward(*arrays)
-        ys, self._pullback = jax.vjp(lambda *xs: self.forward(*xs), *arrays)
+        ys, self._pullback = vjp_over(self.forward, arrays, range(len(arrays)))
         self._multi_out = isinstance(ys, tuple)
         return ys
 
@@ -130,6 +130,26 @@ class Operator:
             raise RuntimeError(MSG_NO_SAVED.format(op=self.name))
         dxs = pullback(dys if self._multi_out else dys[0])
         return tuple(_none_if_float0(d) for d in dxs)
+
+
+def keeps_residuals(keep: bool, xs: Sequence) -> bool:
+    """Whether forward should record its vjp pullback: while keeping values for backward
+    inside a trace (Model.compile), where backward then reuses the forward's residuals."""
+    return keep and any(is_tracer(x) for x in xs)
+
+
+def vjp_over(f, xs: Sequence, diff: Sequence[int], has_aux: bool = False) -> tuple:
+    """`jax.vjp` of `f(*xs)` with respect to the inputs at `diff`, the others held fixed:
+    `(ys, pullback)`, or `(ys, pullback, aux)` with `has_aux`. The one place operators
+    record a pullback (user operators without backward, and every operator in a trace)."""
+    diff = list(diff)
+    held = list(xs)
+
+    def partial(*d):
+        for i, v in zip(diff, d):
+            held[i] = v
+        return f(*held)
+    return jax.vjp(partial, *[xs[i] for i in diff], has_aux=has_aux)
 
 
 def _none_if_float0(d):

@@ -17,7 +17,7 @@ from jax import lax
 
 from . import _cpu_lowering as _cpu
 from ._op import CLASSES, Op, _like, register
-from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training
+from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training, keeps_residuals, vjp_over
 from ..tensor import Tensor
 
 # the hand-written names; `register(..., export=__all__)` adds each row's name
@@ -185,10 +185,9 @@ class _PureOperator(Operator):
     def _run(self, fn: Callable, static: tuple, xs: tuple, consts: tuple = ()):
         fwd, _ = _jitted(fn)
         save = self._save_always or (is_training() and getattr(self, "requires_grad", True))
-        if save and any(isinstance(a, jax.core.Tracer) for a in xs):
-            # inside Model.compile's trace: keep the forward's residuals for backward
-            y, pull, aux = jax.vjp(lambda *d: fn(static, d, consts), *xs, has_aux=True)
-            self._pullback = pull
+        if keeps_residuals(save, xs):
+            y, self._pullback, aux = vjp_over(lambda *d: fn(static, d, consts), xs, range(len(xs)),
+                                              has_aux=True)
         else:
             y, aux = fwd(static, xs, consts)
             if save:
