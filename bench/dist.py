@@ -19,33 +19,12 @@ import time
 import jax
 import numpy as np
 
-from singax import device, layer, model, opt, tensor
+from singax import device, opt, tensor
+from workloads import example_cnn
 from singax.dist import DistOpt, clear_mesh
 
 
-class CNN(model.Model):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = layer.Conv2d(20, 5)
-        self.pool1 = layer.MaxPool2d(2, 2)
-        self.conv2 = layer.Conv2d(50, 5)
-        self.pool2 = layer.MaxPool2d(2, 2)
-        self.relu = layer.ReLU()
-        self.flat = layer.Flatten()
-        self.fc1 = layer.Linear(500)
-        self.fc2 = layer.Linear(10)
-        self.loss_fn = layer.SoftMaxCrossEntropy()
-
-    def forward(self, x):
-        y = self.pool1(self.relu(self.conv1(x)))
-        y = self.pool2(self.relu(self.conv2(y)))
-        return self.fc2(self.relu(self.fc1(self.flat(y))))
-
-    def train_one_batch(self, x, y):
-        out = self.forward(x)
-        loss = self.loss_fn(out, y)
-        self.optimizer(loss)
-        return out, loss
+CNN = example_cnn()
 
 
 def run(n_devices: int, batch: int, steps: int) -> tuple[float, float]:

@@ -5,6 +5,9 @@ initialised singax model (same names, same layouts).
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
@@ -38,6 +41,19 @@ def singax_missing(key: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- pure-JAX pieces
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def example_cnn() -> type:
+    """W2's model: SINGA's MNIST CNN as examples/mnist_cnn.py defines it (one definition for
+    the example, the tests and the benchmarks)."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        return importlib.import_module("mnist_cnn").CNN
+    finally:
+        sys.path.remove(str(EXAMPLES))
+
+
 def _np(t) -> np.ndarray:
     """A host copy of a singax Tensor's value (a fresh buffer for every implementation)."""
     return np.array(t.data)
@@ -166,36 +182,7 @@ def _models():
         def set_optimizer(self, optimizer):
             self.optimizer = optimizer
 
-    class CNN(model.Model):
-        """W2: SINGA's examples/cnn MNIST CNN (convs with fused ReLU, as in SINGA)."""
-
-        def __init__(self, classes=10, channels=1):
-            super().__init__()
-            self.conv1 = layer.Conv2d(channels, 20, 5, padding=0, activation="RELU")
-            self.conv2 = layer.Conv2d(20, 50, 5, padding=0, activation="RELU")
-            self.linear1 = layer.Linear(500)
-            self.linear2 = layer.Linear(classes)
-            self.pooling1 = layer.MaxPool2d(2, 2, padding=0)
-            self.pooling2 = layer.MaxPool2d(2, 2, padding=0)
-            self.relu = layer.ReLU()
-            self.flatten = layer.Flatten()
-            self.softmax_cross_entropy = layer.SoftMaxCrossEntropy()
-
-        def forward(self, x):
-            y = self.pooling1(self.conv1(x))
-            y = self.pooling2(self.conv2(y))
-            y = self.relu(self.linear1(self.flatten(y)))
-            return self.linear2(y)
-
-        def train_one_batch(self, x, y, dist_option="fp32", spars=None):
-            out = self.forward(x)
-            loss = self.softmax_cross_entropy(out, y)
-            if dist_option == "fp32":
-                self.optimizer(loss)
-            return out, loss
-
-        def set_optimizer(self, optimizer):
-            self.optimizer = optimizer
+    CNN = example_cnn()
 
     class BasicBlock(layer.Layer):
         def __init__(self, planes, stride=1, shortcut=False):
