@@ -143,7 +143,7 @@ def batchnorm_pieces(tag, shape, rng):
         return (x - mean[c]) * lax.rsqrt(var + 1e-5)[c] * scale[c] + bias[c]
 
     def singax_bn(x, scale, bias):
-        return snn._bn_train((0.9, 1e-5), (x, scale, bias), (bias, scale))[0]
+        return snn._bn_train((0.9, 1e-5, 1), (x, scale, bias), (bias, scale))[0]
     out = {}
     for name, f in (("xla", ref), ("singax", singax_bn)):
         out[(f"{tag} fwd+bwd", name)] = _jax_thunk(lambda x, s, b, dy, f=f: jax.vjp(f, x, s, b)[1](dy),

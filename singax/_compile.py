@@ -141,7 +141,8 @@ class GraphFunction:
         leaves = [_leaf(next(arrays), dev) if s is _TENSOR else s for s in entry.out_static]
         return jax.tree_util.tree_unflatten(entry.out_tree, leaves)
 
-    def _step_fn(self, state: list[Handle], args, kwargs, inputs: list[Tensor], record: dict):
+    def _step_fn(self, state: list[Handle], args, kwargs, inputs: list[Tensor], record: dict,
+                 batch_groups: int = 1):
         """The pure function that jax traces: state and inputs in, new state and outputs out."""
 
         def step(state_arrays, input_arrays):
@@ -152,7 +153,7 @@ class GraphFunction:
                 h.__dict__["_data"] = a
             for x, a in zip(inputs, input_arrays):
                 x.__dict__["_data"] = a
-            state_log = StateLog(next_serial())
+            state_log = StateLog(next_serial(), batch_groups)
             try:
                 with state_log:
                     try:
@@ -185,7 +186,8 @@ class GraphFunction:
             if mesh is None and inputs:
                 _follow_inputs(state, inputs[0].device)
             record: dict = {}
-            step = self._step_fn(state, args, kwargs, inputs, record)
+            step = self._step_fn(state, args, kwargs, inputs, record,
+                                 mesh.devices.size if mesh is not None else 1)
             if scan:
                 step = _scanned(step)
             state_arrays = [_strong(h.data) for h in state]

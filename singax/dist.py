@@ -4,8 +4,9 @@ singax keeps one global view of the model: parameters and optimizer state are
 replicated over a `jax.sharding.Mesh` of every device (all processes' devices
 after `init_distributed`), and each batch is sharded along its first axis. In
 graph mode the whole step is one SPMD program: XLA inserts the gradient
-all-reduce itself. Gradients are therefore always those of the global batch,
-which is what SINGA computes with its explicit averaging all-reduce.
+all-reduce itself. Gradients are the average of the workers' gradients, as
+SINGA's averaging all-reduce gives; BatchNorm normalises each worker's part of the
+batch with that part's own statistics (see `autograd.nn._bn_train`).
 
 Every process feeds its local part of the batch: one process per host using all
 its devices, or one process per device as SINGA's launchers start them
@@ -162,11 +163,11 @@ class DistOpt:
       buffSize: accepted for SINGA scripts; XLA does the communication.
       devices: the devices to use (default: all devices of all processes).
 
-    `world_size`/`global_rank` count processes. Gradients are those of the global
-    batch: XLA's all-reduce inside a compiled step, an explicit average over
-    processes in eager mode. SINGA: in graph mode BatchNorm statistics are those of
-    the global batch (synchronised), where SINGA keeps per-worker statistics (as
-    singax does in eager mode).
+    `world_size`/`global_rank` count processes. Gradients are the average of the
+    workers': XLA's all-reduce inside a compiled step, an explicit average over
+    processes in eager mode. BatchNorm normalises each worker's batch with its own
+    statistics in both modes, as SINGA does. SINGA: each worker keeps its own running
+    statistics; a compiled step keeps them replicated (the workers' average).
     """
 
     def __init__(self, opt: Any = None, nccl_id: Any = None, local_rank: int | None = None,
@@ -260,8 +261,7 @@ class DistOpt:
             from . import autograd
             self._apply(list(autograd.backward(loss)))
             return
-        self.opt.call(loss)
-        self.opt.step()
+        self.opt(loss)
 
     def backward_and_update_half(self, loss, threshold: int = SINGA_FUSION_THRESHOLD, clipping: bool = False,
                                  clip_Value: float = 100) -> None:

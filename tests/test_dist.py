@@ -28,9 +28,69 @@ def test_distopt_on_four_devices_equals_one_device(kind):
     np.testing.assert_allclose(dist["losses"], single["losses"], rtol=1e-4, atol=1e-5)
     assert set(dist["states"]) == set(single["states"])
     for name, value in single["states"].items():
-        # BatchNorm statistics are global (synchronised) in singax, so they match too
         np.testing.assert_allclose(dist["states"][name], value, rtol=1e-4, atol=1e-5, err_msg=name)
     assert dist["compiles"] == 1
+
+
+def test_batchnorm_statistics_are_each_workers_own_in_a_compiled_step():
+    """Four workers (devices) in one compiled step: each normalises its quarter of the batch
+    with its own statistics, as SINGA's per-process BatchNorm; the update uses the average
+    of the workers' gradients, and the running statistics the average of theirs."""
+    code = r'''
+import numpy as np
+from singax import autograd, layer, model, opt, tensor
+from singax.dist import DistOpt, clear_mesh
+
+class Net(model.Model):
+    def __init__(self):
+        super().__init__()
+        self.bn = layer.BatchNorm2d(momentum=0.8)
+        self.loss = layer.MeanSquareError()
+    def forward(self, x):
+        return self.bn(x)
+    def train_one_batch(self, x, t):
+        y = self.forward(x)
+        loss = self.loss(y, t)
+        self.optimizer(loss)
+        return y, loss
+
+rng = np.random.default_rng(0)
+x = (rng.standard_normal((8, 3, 2, 2)) * np.arange(1, 9).reshape(8, 1, 1, 1)).astype(np.float32)
+t = rng.standard_normal((8, 3, 2, 2)).astype(np.float32)
+
+def build(dist, rows):
+    clear_mesh()
+    m = Net()
+    m.optimizer = DistOpt(opt.SGD(0.5)) if dist else opt.SGD(0.5)
+    m.compile([tensor.from_numpy(x[rows])], is_train=True, use_graph=dist)
+    return m
+
+multi = build(True, slice(0, 8))
+y, _ = multi(tensor.from_numpy(x), tensor.from_numpy(t))
+workers = [build(False, slice(2 * w, 2 * w + 2)) for w in range(4)]
+ys, grads = [], {}
+for w, m in enumerate(workers):
+    out = m.forward(tensor.from_numpy(x[2 * w:2 * w + 2]))
+    ys.append(tensor.to_numpy(out))
+    loss = m.loss(out, tensor.from_numpy(t[2 * w:2 * w + 2]))
+    for p, g in autograd.backward(loss):
+        grads.setdefault(p.name.split(".")[-1], []).append(tensor.to_numpy(g))
+np.testing.assert_allclose(tensor.to_numpy(y), np.concatenate(ys), rtol=1e-5, atol=1e-5)
+quarter = x[:2]
+want = (quarter - quarter.mean((0, 2, 3), keepdims=True)) / np.sqrt(quarter.var((0, 2, 3), keepdims=True) + 1e-5)
+np.testing.assert_allclose(tensor.to_numpy(y)[:2], want, rtol=1e-4, atol=1e-4)
+states = {k.split(".")[-1]: tensor.to_numpy(v) for k, v in multi.get_states().items()}
+for stat in ("running_mean", "running_var"):
+    avg = np.mean([tensor.to_numpy(getattr(m.bn, stat)) for m in workers], axis=0)
+    np.testing.assert_allclose(states[stat], avg, rtol=1e-5, atol=1e-6, err_msg=stat)
+for name in ("scale", "bias"):
+    np.testing.assert_allclose(states[name], 1.0 * (name == "scale") - 0.5 * np.mean(grads[name], axis=0),
+                               rtol=1e-5, atol=1e-6, err_msg=name)
+print("OK")
+'''
+    e = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=240)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
 
 
 def _free_port():

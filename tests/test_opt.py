@@ -606,3 +606,48 @@ def test_one_program_updates_all_parameters_like_apply_and_keeps_held_slots_read
         np.testing.assert_allclose(np.asarray(p.data), np.asarray(q.data), rtol=1e-6, atol=1e-7)
     array, value = held[0]   # the user's reference to an old slot array still reads its value
     np.testing.assert_array_equal(np.asarray(array), value)
+
+
+
+class _Identity(autograd.Operator):
+    """A user operator (its backward derived by jax.vjp): the tape cannot fuse through it."""
+
+    def forward(self, x):
+        return x
+
+
+@pytest.mark.parametrize("cls,ref,hyper", [
+    (opt.SGD, ref_sgd, dict(lr=0.05, momentum=0.9, weight_decay=0.01)),
+    (opt.Adam, ref_adam, dict(lr=Exp(0.01, 2, 0.5)))])
+def test_fused_step_equals_the_tape_walk_and_traces_once(cls, ref, hyper):
+    """opt(loss) over built-in operators runs backward, update and counter as one program;
+    with a user operator in the tape it walks the tape. Both follow the formula."""
+    autograd.training = True
+    rng = np.random.default_rng(7)
+    w0 = rng.normal(size=(5, 3, 2)).astype(np.float32)   # a shape no other test uses: a fresh trace
+    x = Tensor(data=rng.normal(size=(5, 3, 2)).astype(np.float32), requires_grad=False)
+    fused, walked = cls(**hyper), cls(**hyper)
+    wf = Tensor(data=w0, stores_grad=True, name="W")
+    ww = Tensor(data=w0, stores_grad=True, name="W")
+    key = ("fused",) + fused._cfg[0]
+    before = TRACE_COUNTS[key]
+    grads, p = [], w0.astype(np.float64)
+    for _ in range(3):
+        grads.append(2 * p * np.asarray(x.data, np.float64) ** 2)
+        p = ref(w0.astype(np.float64), grads, **hyper)[-1]
+        fused(_quad(wf, x))
+        walked(_quad(_Identity()(ww)[0], x))
+    assert TRACE_COUNTS[key] - before == 1
+    np.testing.assert_allclose(np.asarray(wf.data), p, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(ww.data), np.asarray(wf.data), rtol=1e-6, atol=1e-7)
+    assert float(fused.step_counter.data[0]) == float(walked.step_counter.data[0]) == 3.0
+
+
+def test_call_without_step_does_not_advance_the_counter():
+    autograd.training = True
+    w0, x = _quad_setup(8)
+    o = opt.SGD(0.1)
+    w = Tensor(data=w0, stores_grad=True, name="W")
+    o.call(_quad(w, x))
+    assert float(o.step_counter.data[0]) == 0.0
+    np.testing.assert_allclose(np.asarray(w.data), w0 - 0.1 * np.asarray(_quad_grad(w0, x)), rtol=1e-6)

@@ -42,9 +42,10 @@ def max_pool_select(x, kernel: tuple[int, int], strides: tuple[int, int], paddin
 
 
 def batch_norm_folded(x, scale, bias, axes: tuple[int, ...], shape: tuple[int, ...], eps: float):
-    """Training-mode batch normalisation over `axes`: (y, batch mean, biased batch variance)."""
-    mean = jnp.mean(x, axes)
-    centred = x - mean.reshape(shape)
-    var = jnp.mean(centred * centred, axes)
-    y = centred * (lax.rsqrt(var + eps) * scale).reshape(shape) + bias.reshape(shape)
+    """Training-mode batch normalisation over `axes`: (y, batch mean, biased batch variance),
+    the statistics with `axes` kept; `shape` broadcasts scale and bias against x's trailing axes."""
+    mean = jnp.mean(x, axes, keepdims=True)
+    centred = x - mean
+    var = jnp.mean(centred * centred, axes, keepdims=True)
+    y = centred * (lax.rsqrt(var + eps) * scale.reshape(shape)) + bias.reshape(shape)
     return y, mean, var

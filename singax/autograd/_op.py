@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._tape import (MSG_NO_SAVED, Dummy, Operator, _none_if_float0, is_training, keeps_residuals,
-                    post_order, vjp_over)
+from ._tape import (MSG_NO_SAVED, Dummy, Operator, _none_if_float0, _ones_like_output, is_training,
+                    keeps_residuals, post_order, vjp_over)
 from .._ctensor import raw
 from ..tensor import Tensor
 from ..tensor._tensor import _wrap
@@ -285,6 +285,21 @@ def _plan(root: Operator) -> "_Plan | None":
                     tuple(wiring)))
         parts.append((saved, ys))
     return _Plan(order, tuple(key), outs, parts)
+
+
+def loss_plan(y: Tensor) -> "tuple[_Plan, Any] | None":
+    """`(plan, seed)` for the fused backward from a one-element `y` that stores no gradient
+    itself, as `autograd.backward(y)` would run it; None when backward must walk the tape."""
+    if y.stores_grad or y.size() != 1:
+        return None
+    plan = _plan(y.creator)
+    return None if plan is None else (plan, _ones_like_output(y))
+
+
+def plan_gradients(plan: _Plan) -> Callable:
+    """The pure `(plan.parts, seed) -> gradients` of `plan`, one per `plan.outs` (None where
+    an output gets no gradient); to be traced inside a larger program."""
+    return _program(plan.key, len(plan.outs))
 
 
 def _run_plan(plan: _Plan, dy) -> Iterator:

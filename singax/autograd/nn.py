@@ -17,6 +17,7 @@ from jax import lax
 
 from . import _cpu_lowering as _cpu
 from ._op import CLASSES, Op, _like, register
+from .._handle import StateLog
 from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training, keeps_residuals, vjp_over
 from ..tensor import Tensor
 
@@ -349,31 +350,48 @@ def _bn_layout(x):
 
 
 def _bn_train(static, xs, consts):
-    """static = (momentum, eps); returns y and the new running statistics."""
-    (momentum, eps), (x, scale, bias), (rm, rv) = static, xs, consts
+    """static = (momentum, eps, groups); returns y and the new running statistics.
+
+    With `groups` > 1 the batch is `groups` equal parts (data-parallel workers' batches),
+    each normalised with its own statistics; the running statistics move towards the
+    parts' average mean and average unbiased variance.
+    """
+    (momentum, eps, groups), (x, scale, bias), (rm, rv) = static, xs, consts
     axes, shape = _bn_layout(x)
     xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # statistics in >= float32
+    if groups > 1:
+        xf = xf.reshape((groups, x.shape[0] // groups) + x.shape[1:])
+        axes = tuple(a + 1 for a in axes)
 
     def normalize(xf, scale, bias):
-        mean, var = jnp.mean(xf, axes), jnp.var(xf, axes)
-        y = (xf - mean.reshape(shape)) * lax.rsqrt(var.reshape(shape) + eps)
+        mean, var = jnp.mean(xf, axes, keepdims=True), jnp.var(xf, axes, keepdims=True)
+        y = (xf - mean) * lax.rsqrt(var + eps)
         return y * scale.reshape(shape) + bias.reshape(shape), mean, var
     y, mean, var = _cpu.cpu_or_default(
         lambda xf, scale, bias: _cpu.batch_norm_folded(xf, scale, bias, axes, shape, eps), normalize,
         xf, scale, bias)
-    y = y.astype(x.dtype)
-    n = x.size // x.shape[1]
-    mean, var = lax.stop_gradient(mean), lax.stop_gradient(var)
+    y = y.reshape(x.shape).astype(x.dtype)
+    n = x.size // x.shape[1] // groups
+    mean = lax.stop_gradient(mean).reshape(groups, -1).mean(0)
+    var = lax.stop_gradient(var).reshape(groups, -1).mean(0)
     new_rm = (1 - momentum) * rm + momentum * mean.astype(rm.dtype)
     new_rv = (1 - momentum) * rv + momentum * (var * (n / max(n - 1, 1))).astype(rv.dtype)
     return y, (new_rm.astype(rm.dtype), new_rv.astype(rv.dtype))
 
 
 def _bn_eval(static, xs, consts):
-    (_, eps), (x, scale, bias), (rm, rv) = static, xs, consts
+    (_, eps, _), (x, scale, bias), (rm, rv) = static, xs, consts
     _, shape = _bn_layout(x)
     inv = lax.rsqrt(rv.reshape(shape) + eps)
     return ((x - rm.reshape(shape)) * inv * scale.reshape(shape) + bias.reshape(shape)).astype(x.dtype), None
+
+
+def _batch_groups(batch: int) -> int:
+    """The data-parallel workers a compiled step splits this batch over (1 outside one,
+    or when the batch does not split evenly)."""
+    log = StateLog.active
+    groups = log.batch_groups if log is not None else 1
+    return groups if groups > 1 and batch % groups == 0 else 1
 
 
 def _as_tensor(t: Any) -> Tensor:
@@ -410,7 +428,7 @@ class _BatchNorm2d(_PureOperator):
                 raise ValueError(f"batchnorm_2d: expected x (N, C, H, W) or (N, C) and {what} of shape (C,), "
                                  f"got x {tuple(x.shape)} and {what} {tuple(v.shape)}")
         rm, rv = self.running_mean, self.running_var
-        static = (self.handle.factor, self.epsilon)
+        static = (self.handle.factor, self.epsilon, _batch_groups(x.shape[0]))
         if not is_training():
             return self._run(_bn_eval, static, (x, scale, bias), (rm.data, rv.data))[0]
         y, (new_rm, new_rv) = self._run(_bn_train, static, (x, scale, bias), (rm.data, rv.data))

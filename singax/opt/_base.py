@@ -126,9 +126,15 @@ def _require(owner: str, what: str, sched: DecayScheduler, ok: bool, rule: str) 
         raise ValueError(f"{owner}: invalid {what} {sched.init_value!r} (must be {rule})")
 
 
+@functools.lru_cache(maxsize=None)
 def _compute_dtype(dtype) -> np.dtype:
     """float16/bfloat16 params are updated in float32; float64 stays float64."""
     return jnp.promote_types(dtype, jnp.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _is_float(dtype) -> bool:
+    return bool(jnp.issubdtype(dtype, jnp.floating))
 
 
 def _as_array(value: Any) -> Any:
@@ -387,14 +393,21 @@ class Optimizer:
         self.device_check(param, self.step_counter, *(t for _, t in self._hypers))
 
     def _check_pair(self, name: Any, param: Tensor, grad: Tensor) -> None:
-        owner = type(self).__name__
+        self._require_tensors(param, grad)
+        self._check_update(name, param, grad.shape)
+
+    def _require_tensors(self, param: Any, grad: Any) -> None:
         if not isinstance(param, Tensor) or not isinstance(grad, Tensor):
-            raise TypeError(f"{owner}.apply: param and grad must be Tensors, got "
+            raise TypeError(f"{type(self).__name__}.apply: param and grad must be Tensors, got "
                             f"{type(param).__name__} and {type(grad).__name__}")
-        if param.shape != grad.shape:
-            raise ValueError(f"{owner}.apply: gradient shape {grad.shape} does not match the shape "
+
+    def _check_update(self, name: Any, param: Tensor, grad_shape: tuple) -> None:
+        """A gradient of `grad_shape` can update `param` (same shape, a float parameter)."""
+        owner = type(self).__name__
+        if param.shape != tuple(grad_shape):
+            raise ValueError(f"{owner}.apply: gradient shape {tuple(grad_shape)} does not match the shape "
                              f"{param.shape} of parameter {name!r}")
-        if not jnp.issubdtype(param.data.dtype, jnp.floating):
+        if not _is_float(param.data.dtype):
             raise TypeError(f"{owner}.apply: parameter {name!r} has non-float dtype "
                             f"{param.data.dtype}")
 

@@ -12,6 +12,7 @@ import optax
 
 from .. import tensor
 from .._handle import concrete
+from ..autograd._op import loss_plan, plan_gradients
 from ..tensor import Tensor
 from ._base import Optimizer, _compute_dtype, _require, _step_guard
 
@@ -63,6 +64,36 @@ def _compiled_many(key: tuple, build: Callable, donate: bool) -> Callable:
     return fn
 
 
+_FUSED_STEPS: dict[tuple, tuple] = {}
+
+
+def _fused_program(plan, seed, key: tuple, build: Callable) -> tuple:
+    """`(programs, gradient shapes)` for one tape signature and optimizer configuration.
+
+    `programs[donate](parts, seed, ps, slots, hyper, counter, advance)` runs the tape's
+    backward, updates every parameter that gets a gradient and (if `advance`) increments
+    the counter, in one jitted program; slot buffers are donated when `donate`.
+    """
+    cache_key = (plan.key, key)
+    got = _FUSED_STEPS.get(cache_key)
+    if got is not None:
+        return got
+    gradients = plan_gradients(plan)
+    one = _update_fn(("fused",) + key, build)
+
+    def step(parts, seed, ps, slots, hyper, counter, advance):
+        gs = [g for g in gradients(parts, seed) if g is not None]
+        out = [one(p, g, s, hyper) for p, g, s in zip(ps, gs, slots)]
+        if advance:
+            counter = counter + jnp.ones((), counter.dtype)
+        return [o[0] for o in out], [o[1] for o in out], counter
+    programs = {donate: jax.jit(step, static_argnums=(6,), donate_argnums=(3,) if donate else ())
+                for donate in (False, True)}
+    shapes = jax.eval_shape(gradients, plan.parts, seed)
+    got = _FUSED_STEPS[cache_key] = (programs, shapes)
+    return got
+
+
 _OWNED_REFS = 4   # a slot array referenced only by its Tensor (+ the tuple, the loop, the call)
 
 
@@ -92,7 +123,17 @@ class _Builtin(Optimizer):
 
     def apply(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
         """Update `param_value` (and its slots) in place: one jitted call."""
-        self._update_one(param_value, param_grad, self._prepare(param_name, param_value, param_grad))
+        self._require_tensors(param_value, param_grad)
+        self._update_one(param_value, param_grad, self._prepare(param_name, param_value, param_grad.shape))
+
+    def __call__(self, loss: Tensor) -> None:
+        """Backward from `loss`, update every parameter, then advance the step counter.
+
+        When every operator under `loss` is a built-in one, the backward pass, the update
+        of every parameter and the counter's increment run as one jitted program.
+        """
+        if not self._fused_step(loss, advance=True):
+            super().__call__(loss)
 
     def call(self, loss: Tensor) -> None:
         """Backward from `loss`, then update every parameter in one jitted program.
@@ -100,15 +141,16 @@ class _Builtin(Optimizer):
         Each parameter is checked and gets its slots as backward yields it; the update
         runs once backward is done (no gradient depends on a parameter's new value).
         """
-        if (type(self).apply is not _Builtin.apply or self.dtype == tensor.float16
-                or loss.data.dtype == jnp.float16 or _step_guard() is not None):
+        if not self._plain(loss):
             return super().call(loss)
+        if self._fused_step(loss, advance=False):
+            return None
         from .. import autograd
         pairs = []
         for p, g in autograd.backward(loss):
             if p.name is None:
                 p.name = str(id(p))
-            pairs.append((p, g, self._prepare(p.name, p, g)))
+            pairs.append((p, g, self._prepare(p.name, p, g.shape)))
         if not pairs:
             return self._warn_nothing_to_update(loss)
         if any(prep[0] is not None for _, _, prep in pairs):   # float32 master copies
@@ -125,12 +167,53 @@ class _Builtin(Optimizer):
             for s, a in zip(slots, new_s):
                 s.data = a
 
-    def _check_param(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
-        self._check_pair(param_name, param_value, param_grad)
+    def _plain(self, loss: Tensor) -> bool:
+        """The built-in update applies as is: `apply` not overridden, no float16 loss
+        scaling, no step guard of a compiled step."""
+        return (type(self).apply is _Builtin.apply and self.dtype != tensor.float16
+                and loss.data.dtype != jnp.float16 and _step_guard() is None)
 
-    def _prepare(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> tuple:
+    def _fused_step(self, loss: Tensor, advance: bool) -> bool:
+        """Backward from `loss` and the update of every parameter (and the counter's increment
+        if `advance`) as one program; False, with nothing changed, when the tape or the
+        optimizer needs the step-by-step path."""
+        if not isinstance(loss, Tensor) or not self._plain(loss):
+            return False
+        got = loss_plan(loss)
+        if got is None:
+            return False
+        plan, seed = got
+        program, grad_shapes = _fused_program(plan, seed, *self._cfg[:2])
+        if not any(s is not None for s in grad_shapes):
+            return False
+        params = [p for (p, _), shape in zip(plan.outs, grad_shapes) if shape is not None]
+        if any(p.data.dtype in _LOW_PRECISION for p in params):   # float32 master copies
+            return False
+        pairs = []
+        for p, shape in zip(params, (s for s in grad_shapes if s is not None)):
+            if p.name is None:
+                p.name = str(id(p))
+            pairs.append((p, self._prepare(p.name, p, shape.shape)))
+        slot_arrays = [tuple(s.data for s in prep[1]) for _, prep in pairs]
+        donate = _only_held_by_slots(slot_arrays)
+        new_ps, new_slots, counter = program[donate](
+            plan.parts, seed, [p.data for p, _ in pairs], slot_arrays,
+            tuple(t.data for t in self._cfg[2]), self.step_counter.data, advance)
+        for (p, (_, slots)), new_p, new_s in zip(pairs, new_ps, new_slots):
+            p.data = new_p
+            for s, a in zip(slots, new_s):
+                s.data = a
+        if advance:
+            self.step_counter.data = counter
+            self._refresh(force=False)
+        return True
+
+    def _check_param(self, param_name: str, param_value: Tensor, grad_shape: tuple) -> None:
+        self._check_update(param_name, param_value, grad_shape)
+
+    def _prepare(self, param_name: str, param_value: Tensor, grad_shape: tuple) -> tuple:
         """Check one update and return (its float32 master slot or None, its other slots)."""
-        self._check_param(param_name, param_value, param_grad)
+        self._check_param(param_name, param_value, grad_shape)
         self._follow(param_value)
         _, _, _, slot_names = self._cfg
         cdt = _compute_dtype(param_value.data.dtype)
@@ -283,13 +366,13 @@ class SGD(_Builtin):
                      (self.lr_value, self.mom_value, self.dam_value, self.decay_value),
                      ("moments",) if has_mom else ())
 
-    def _check_param(self, param_name: str, param_value: Tensor, param_grad: Tensor) -> None:
-        if isinstance(param_value, Tensor) and param_value.dtype != self.dtype:
+    def _check_param(self, param_name: str, param_value: Tensor, grad_shape: tuple) -> None:
+        if param_value.dtype != self.dtype:
             raise TypeError(f"SGD.apply: parameter {param_name!r} has dtype "
                             f"{tensor.dtype_name[param_value.dtype]} but this SGD was created with "
                             f"dtype={tensor.dtype_name[self.dtype]}; pass SGD(..., "
                             f"dtype=tensor.{tensor.dtype_name[param_value.dtype]})")
-        super()._check_param(param_name, param_value, param_grad)
+        super()._check_param(param_name, param_value, grad_shape)
 
 
 class RMSProp(_Builtin):

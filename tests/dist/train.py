@@ -35,14 +35,13 @@ class CNN(MLP):
     def __init__(self):
         model.Model.__init__(self)
         self.conv = layer.Conv2d(4, 3, padding=1)
-        self.bn = layer.BatchNorm2d()
         self.relu = layer.ReLU()
         self.flat = layer.Flatten()
         self.fc = layer.Linear(4)
         self.loss = layer.SoftMaxCrossEntropy()
 
     def forward(self, x):
-        return self.fc(self.flat(self.relu(self.bn(self.conv(x)))))
+        return self.fc(self.flat(self.relu(self.conv(x))))
 
 
 def main():
