@@ -52,14 +52,21 @@ def _compiled(key: tuple, build: Callable) -> Callable:
 
 
 def _compiled_many(key: tuple, build: Callable, donate: bool) -> Callable:
-    """The jitted update of a list of parameters in one program (slot buffers donated if asked)."""
+    """The jitted update of a list of parameters in one program (slot buffers donated if
+    asked): `(ps, gs, slots, hyper, ok)`; with a traced bool `ok` (a compiled step's
+    guards) nothing changes unless it is true."""
     fn = _UPDATES.get(("many", donate) + key)
     if fn is None:
         one = _update_fn(("many",) + key, build)
 
-        def update_many(ps, gs, slots, hyper):
+        def update(ps, gs, slots, hyper):
             out = [one(p, g, s, hyper) for p, g, s in zip(ps, gs, slots)]
             return [o[0] for o in out], [o[1] for o in out]
+
+        def update_many(ps, gs, slots, hyper, ok):
+            if ok is None:
+                return update(ps, gs, slots, hyper)
+            return jax.lax.cond(ok, update, lambda ps, gs, slots, hyper: (ps, slots), ps, gs, slots, hyper)
         fn = _UPDATES[("many", donate) + key] = jax.jit(update_many, donate_argnums=(2,) if donate else ())
     return fn
 
@@ -70,9 +77,11 @@ _FUSED_STEPS: dict[tuple, tuple] = {}
 def _fused_program(plan, seed, key: tuple, build: Callable) -> tuple:
     """`(programs, gradient shapes)` for one tape signature and optimizer configuration.
 
-    `programs[donate](parts, seed, ps, slots, hyper, counter, advance)` runs the tape's
-    backward, updates every parameter that gets a gradient and (if `advance`) increments
-    the counter, in one jitted program; slot buffers are donated when `donate`.
+    `programs[donate](parts, seed, ps, slots, hyper, counter, ok, advance)` runs the
+    tape's backward, updates every parameter that gets a gradient and (if `advance`)
+    increments the counter, in one jitted program; slot buffers are donated when
+    `donate`. With a traced bool `ok` (a compiled step's guards) nothing changes unless
+    it is true.
     """
     cache_key = (plan.key, key)
     got = _FUSED_STEPS.get(cache_key)
@@ -81,13 +90,17 @@ def _fused_program(plan, seed, key: tuple, build: Callable) -> tuple:
     gradients = plan_gradients(plan)
     one = _update_fn(("fused",) + key, build)
 
-    def step(parts, seed, ps, slots, hyper, counter, advance):
+    def step(parts, seed, ps, slots, hyper, counter, ok, advance):
         gs = [g for g in gradients(parts, seed) if g is not None]
-        out = [one(p, g, s, hyper) for p, g, s in zip(ps, gs, slots)]
-        if advance:
-            counter = counter + jnp.ones((), counter.dtype)
-        return [o[0] for o in out], [o[1] for o in out], counter
-    programs = {donate: jax.jit(step, static_argnums=(6,), donate_argnums=(3,) if donate else ())
+
+        def update(ps, slots, counter):
+            out = [one(p, g, s, hyper) for p, g, s in zip(ps, gs, slots)]
+            return [o[0] for o in out], [o[1] for o in out], counter + jnp.ones((), counter.dtype) if advance \
+                else counter
+        if ok is None:
+            return update(ps, slots, counter)
+        return jax.lax.cond(ok, update, lambda *keep: keep, ps, slots, counter)
+    programs = {donate: jax.jit(step, static_argnums=(7,), donate_argnums=(3,) if donate else ())
                 for donate in (False, True)}
     shapes = jax.eval_shape(gradients, plan.parts, seed)
     got = _FUSED_STEPS[cache_key] = (programs, shapes)
@@ -141,10 +154,10 @@ class _Builtin(Optimizer):
         Each parameter is checked and gets its slots as backward yields it; the update
         runs once backward is done (no gradient depends on a parameter's new value).
         """
-        if not self._plain(loss):
-            return super().call(loss)
         if self._fused_step(loss, advance=False):
             return None
+        if not self._plain(loss):
+            return super().call(loss)
         from .. import autograd
         pairs = []
         for p, g in autograd.backward(loss):
@@ -153,25 +166,28 @@ class _Builtin(Optimizer):
             pairs.append((p, g, self._prepare(p.name, p, g.shape)))
         if not pairs:
             return self._warn_nothing_to_update(loss)
+        ok = _step_guard()
         if any(prep[0] is not None for _, _, prep in pairs):   # float32 master copies
             for p, g, prep in pairs:
                 self._update_one(p, g, prep)
-            return
-        key, build, hypers, _ = self._cfg
-        slot_arrays = [tuple(s.data for s in prep[1]) for _, _, prep in pairs]
-        new_ps, new_slots = _compiled_many(key, build, _only_held_by_slots(slot_arrays))(
-            [p.data for p, _, _ in pairs], [g.data for _, g, _ in pairs], slot_arrays,
-            tuple(t.data for t in hypers))
-        for (p, _, (_, slots)), new_p, new_s in zip(pairs, new_ps, new_slots):
-            p.data = new_p
-            for s, a in zip(slots, new_s):
-                s.data = a
+        else:
+            key, build, hypers, _ = self._cfg
+            slot_arrays = [tuple(s.data for s in prep[1]) for _, _, prep in pairs]
+            new_ps, new_slots = _compiled_many(key, build, _only_held_by_slots(slot_arrays))(
+                [p.data for p, _, _ in pairs], [g.data for _, g, _ in pairs], slot_arrays,
+                tuple(t.data for t in hypers), ok)
+            for (p, _, (_, slots)), new_p, new_s in zip(pairs, new_ps, new_slots):
+                p.data = new_p
+                for s, a in zip(slots, new_s):
+                    s.data = a
+        if ok is not None:
+            self._count_skipped(ok)
 
     def _plain(self, loss: Tensor) -> bool:
         """The built-in update applies as is: `apply` not overridden, no float16 loss
-        scaling, no step guard of a compiled step."""
+        scaling."""
         return (type(self).apply is _Builtin.apply and self.dtype != tensor.float16
-                and loss.data.dtype != jnp.float16 and _step_guard() is None)
+                and loss.data.dtype != jnp.float16)
 
     def _fused_step(self, loss: Tensor, advance: bool) -> bool:
         """Backward from `loss` and the update of every parameter (and the counter's increment
@@ -196,13 +212,16 @@ class _Builtin(Optimizer):
             pairs.append((p, self._prepare(p.name, p, shape.shape)))
         slot_arrays = [tuple(s.data for s in prep[1]) for _, prep in pairs]
         donate = _only_held_by_slots(slot_arrays)
+        ok = _step_guard()
         new_ps, new_slots, counter = program[donate](
             plan.parts, seed, [p.data for p, _ in pairs], slot_arrays,
-            tuple(t.data for t in self._cfg[2]), self.step_counter.data, advance)
+            tuple(t.data for t in self._cfg[2]), self.step_counter.data, ok, advance)
         for (p, (_, slots)), new_p, new_s in zip(pairs, new_ps, new_slots):
             p.data = new_p
             for s, a in zip(slots, new_s):
                 s.data = a
+        if ok is not None:
+            self._count_skipped(ok)
         if advance:
             self.step_counter.data = counter
             self._refresh(force=False)
