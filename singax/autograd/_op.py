@@ -149,9 +149,10 @@ class BuiltinOperator(Operator):
 
     def _forward_raw(self, *xs):
         spec = self.spec
-        fwd, _, plain = spec.compiled(self._key())
+        key = self._key()
+        fwd, _, plain = spec.compiled(key)
         if spec.check is not None:
-            spec.check(*xs, **dict(zip(spec.attr_names, self._key())))
+            spec.check(*xs, **dict(zip(spec.attr_names, key)))
         keep = spec.differentiable and getattr(self, "requires_grad", True) and is_training()
         try:
             if spec.grad is None and keeps_residuals(keep, xs):

@@ -17,6 +17,7 @@ from ._op import Op, register
 from ._tape import OperandError, back_broadcast
 from .. import tensor as _tensor
 from ..tensor import Tensor
+from ..tensor._engine import is_floating
 
 # the hand-written names; `register(..., export=__all__)` adds each row's name
 __all__: list[str] = ["add_all"]
@@ -26,7 +27,7 @@ __all__: list[str] = ["add_all"]
 
 def _narrow(x) -> bool:
     """True for dtypes SINGA computes in float32 and casts back (ints, 16-bit floats)."""
-    return not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype.itemsize < 4
+    return not is_floating(x.dtype) or x.dtype.itemsize < 4
 
 
 def _as_first(f):
@@ -40,7 +41,7 @@ def _as_first(f):
 
 def _mul(a, b):
     # SINGA: an int operand makes the product int32 (computed in float)
-    if not jnp.issubdtype(a.dtype, jnp.floating) or not jnp.issubdtype(b.dtype, jnp.floating):
+    if not is_floating(a.dtype) or not is_floating(b.dtype):
         return (a.astype(jnp.float32) * b.astype(jnp.float32)).astype(jnp.int32)
     return a * b
 
@@ -53,7 +54,8 @@ def _matmul_check(x, w):
         raise ValueError(f"matmul: x of shape {x.shape} has {x.shape[-1]} columns but w of shape "
                          f"{w.shape} has {k} rows")
     try:
-        np.broadcast_shapes(x.shape[:-2], w.shape[:-2])
+        if x.ndim > 2 or w.ndim > 2:
+            np.broadcast_shapes(x.shape[:-2], w.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: batch dimensions of x {x.shape} and w {w.shape} do not broadcast") from None
 

@@ -15,7 +15,7 @@ from .. import autograd
 from .._handle import is_tracer
 from ..initializer import _gaussian
 from ..tensor import Tensor
-from ..tensor._engine import _from_host
+from ..tensor._engine import _from_host, is_floating
 
 # Layer bookkeeping kept in __dict__ (never scanned for sublayers).
 _INTERNAL = frozenset(("name", "_initialized", "_parent", "_layers", "_tensors", "_param_attrs",
@@ -216,7 +216,7 @@ class Layer:
         if not tensors:
             return
         dt = _unlogged_data(tensors[0]).dtype
-        if not jnp.issubdtype(dt, jnp.floating):
+        if not is_floating(dt):
             return
         for t in tensors[1:]:
             if t is not None and _unlogged_data(t).dtype != dt:

@@ -17,6 +17,7 @@ from .._handle import is_tracer
 from .._mixed import DynamicLossScale, all_finite, keep_if
 from .._handle import StateLog
 from ..tensor import Tensor
+from ..tensor._engine import is_floating
 
 _WARNED: set = set()   # deprecated methods that already warned
 
@@ -130,11 +131,6 @@ def _require(owner: str, what: str, sched: DecayScheduler, ok: bool, rule: str) 
 def _compute_dtype(dtype) -> np.dtype:
     """float16/bfloat16 params are updated in float32; float64 stays float64."""
     return jnp.promote_types(dtype, jnp.float32)
-
-
-@functools.lru_cache(maxsize=None)
-def _is_float(dtype) -> bool:
-    return bool(jnp.issubdtype(dtype, jnp.floating))
 
 
 def _as_array(value: Any) -> Any:
@@ -407,7 +403,7 @@ class Optimizer:
         if param.shape != tuple(grad_shape):
             raise ValueError(f"{owner}.apply: gradient shape {tuple(grad_shape)} does not match the shape "
                              f"{param.shape} of parameter {name!r}")
-        if not _is_float(param.data.dtype):
+        if not is_floating(param.data.dtype):
             raise TypeError(f"{owner}.apply: parameter {name!r} has non-float dtype "
                             f"{param.data.dtype}")
 

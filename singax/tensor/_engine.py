@@ -154,9 +154,15 @@ def _device_of(array) -> "_device.Device":
     return _device.get_default_device()
 
 
+@functools.lru_cache(maxsize=None)
+def is_floating(dtype) -> bool:
+    """True for floating dtypes (float8 to float64, bfloat16); cached, for per-call checks."""
+    return bool(jnp.issubdtype(dtype, jnp.floating))
+
+
 def _float_of(dt) -> np.dtype:
     dt = np.dtype(dt)
-    return dt if jnp.issubdtype(dt, jnp.floating) else _F32
+    return dt if is_floating(dt) else _F32
 
 
 def _index_int(v: Any) -> int:
