@@ -651,3 +651,19 @@ def test_call_without_step_does_not_advance_the_counter():
     o.call(_quad(w, x))
     assert float(o.step_counter.data[0]) == 0.0
     np.testing.assert_allclose(np.asarray(w.data), w0 - 0.1 * np.asarray(_quad_grad(w0, x)), rtol=1e-6)
+
+
+def test_overridden_step_still_runs_on_opt_loss():
+    autograd.training = True
+    w0, x = _quad_setup(9)
+    seen = []
+
+    class Logged(opt.SGD):
+        def step(self):
+            seen.append(float(self.step_counter.data[0]))
+            super().step()
+    o = Logged(0.1)
+    w = Tensor(data=w0, stores_grad=True, name="W")
+    for _ in range(2):
+        o(_quad(w, x))
+    assert seen == [0.0, 1.0] and float(o.step_counter.data[0]) == 2.0

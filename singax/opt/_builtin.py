@@ -142,10 +142,12 @@ class _Builtin(Optimizer):
     def __call__(self, loss: Tensor) -> None:
         """Backward from `loss`, update every parameter, then advance the step counter.
 
-        When every operator under `loss` is a built-in one, the backward pass, the update
-        of every parameter and the counter's increment run as one jitted program.
+        When every operator under `loss` is a built-in one (and `call`, `apply` and `step`
+        are not overridden), the backward pass, the update of every parameter and the
+        counter's increment run as one jitted program.
         """
-        if not self._fused_step(loss, advance=True):
+        own = type(self).call is _Builtin.call and type(self).step is Optimizer.step
+        if not (own and self._fused_step(loss, advance=True)):
             super().__call__(loss)
 
     def call(self, loss: Tensor) -> None:
