@@ -124,6 +124,20 @@ def test_compiled_training_matches_xla_convolutions():
     np.testing.assert_allclose(losses, xla_losses, rtol=1e-4)
 
 
+def test_multi_device_mesh_keeps_xla():
+    script = """
+import json, jax, numpy as np
+from singax import _mesh
+from singax.autograd import nn
+_mesh.use_mesh()
+h = nn.ConvHandle((2, 2, 5, 5), 3, 1, 1, 2, 3, False)
+hlo = jax.jit(lambda x, W: nn._conv_forward(x, W, handle=h)).lower(np.ones((2, 2, 5, 5), np.float32),
+                                                                   np.ones((3, 2, 3, 3), np.float32)).as_text()
+print(json.dumps([jax.device_count(), "convolution" in hlo, "SingaxConv" in hlo]))
+"""
+    assert _run(script, XLA_FLAGS="--xla_force_host_platform_device_count=2") == [2, True, False]
+
+
 def test_without_onednn_every_convolution_stays_xla(tmp_path):
     script = """
 import json, jax, numpy as np

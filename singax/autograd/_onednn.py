@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
+from .. import _mesh
+
 ENV = "SINGAX_CPU_KERNELS"
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_onednn_conv.cc")
 TARGETS = {"forward": "SingaxConvForward", "input_grad": "SingaxConvInputGrad",
@@ -112,9 +114,11 @@ def _load() -> str:
 
 
 def handles(x, W, group: int) -> bool:
-    """Whether a convolution of `x` with `W` goes to oneDNN on CPU (float32, one group)."""
+    """Whether a convolution of `x` with `W` goes to oneDNN on CPU (float32, one group, no
+    multi-device mesh: XLA would gather a sharded batch onto every device for the call)."""
+    mesh = _mesh.active_mesh()
     return (group == 1 and x.dtype == np.float32 and W.dtype == np.float32 and x.ndim == 4
-            and available())
+            and (mesh is None or mesh.devices.size == 1) and available())
 
 
 def _out_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int) -> int:
