@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
-from .. import _mesh
+from .. import _mesh  # layering: the custom calls stay off while a multi-device mesh is active
 
 ENV = "SINGAX_CPU_KERNELS"
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_onednn_conv.cc")
