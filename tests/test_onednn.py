@@ -85,10 +85,20 @@ def test_cpu_program_calls_onednn_for_the_row_and_its_gradients():
 
 
 @needs_onednn
-def test_grouped_and_float64_convolutions_keep_xla():
-    grouped = nn_mod.ConvHandle((1, 4, 6, 6), 3, 1, 1, 4, 4, False, 2)
-    hlo = jax.jit(lambda x, W: nn_mod._conv_forward(x, W, handle=grouped)).lower(
-        np.ones((1, 4, 6, 6), np.float32), np.ones((4, 2, 3, 3), np.float32)).as_text()
+def test_gpu_programs_keep_xla_convolutions():
+    handle = nn_mod.ConvHandle((2, 3, 8, 8), 3, 1, 1, 3, 4, False)
+    loss = lambda x, W: jnp.sum(jnp.sin(nn_mod._conv_forward(x, W, handle=handle)))  # noqa: E731
+    shapes = (jax.ShapeDtypeStruct((2, 3, 8, 8), jnp.float32), jax.ShapeDtypeStruct((4, 3, 3, 3), jnp.float32))
+    module = jax.export.export(jax.jit(jax.grad(loss, (0, 1))), platforms=["cuda"])(*shapes).mlir_module()
+    assert "convolution" in module and "SingaxConv" not in module
+
+
+@needs_onednn
+@pytest.mark.parametrize("group,batch,dtype", [(2, 1, np.float32), (1, 0, np.float32), (1, 1, np.float64)])
+def test_grouped_empty_and_float64_convolutions_keep_xla(group, batch, dtype, x64):
+    handle = nn_mod.ConvHandle((batch, 4, 6, 6), 3, 1, 1, 4, 4, False, group)
+    hlo = jax.jit(lambda x, W: nn_mod._conv_forward(x, W, handle=handle)).lower(
+        np.ones((batch, 4, 6, 6), dtype), np.ones((4, 4 // group, 3, 3), dtype)).as_text()
     assert "convolution" in hlo and "SingaxConv" not in hlo
 
 

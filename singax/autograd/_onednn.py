@@ -115,10 +115,10 @@ def _load() -> str:
 
 def handles(x, W, group: int) -> bool:
     """Whether a convolution of `x` with `W` goes to oneDNN on CPU (float32, one group, no
-    multi-device mesh: XLA would gather a sharded batch onto every device for the call)."""
+    empty input, no multi-device mesh: XLA would gather a sharded batch onto every device)."""
     mesh = _mesh.active_mesh()
     return (group == 1 and x.dtype == np.float32 and W.dtype == np.float32 and x.ndim == 4
-            and (mesh is None or mesh.devices.size == 1) and available())
+            and min(x.shape) > 0 and (mesh is None or mesh.devices.size == 1) and available())
 
 
 def _out_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int) -> int:
