@@ -17,6 +17,7 @@ import functools
 import glob
 import hashlib
 import os
+import shlex
 import shutil
 import site
 import subprocess
@@ -84,20 +85,20 @@ def _load() -> str:
     if os.environ.get(ENV, "").lower() == "xla":
         raise RuntimeError(f"turned off by {ENV}=xla")
     include, lib = _find_onednn()
-    compiler = os.environ.get("CXX", "g++")
-    if shutil.which(compiler) is None:
-        raise FileNotFoundError(f"C++ compiler {compiler!r} not found (set CXX)")
+    compiler = shlex.split(os.environ.get("CXX", "g++")) or ["g++"]
+    if shutil.which(compiler[0]) is None:
+        raise FileNotFoundError(f"C++ compiler {compiler[0]!r} not found (set CXX)")
     with open(SOURCE, "rb") as f:
         source = f.read()
     libdnnl = os.path.realpath(sorted(glob.glob(os.path.join(lib, "libdnnl.so*")))[0])
     key = hashlib.sha256(b"\0".join([source, jax.__version__.encode(), jaxlib.__version__.encode(),
-                                     libdnnl.encode(), compiler.encode()])).hexdigest()[:16]
+                                     libdnnl.encode(), " ".join(compiler).encode()])).hexdigest()[:16]
     path = os.path.join(_cache_dir(), f"onednn_conv-{key}.so")
     if not os.path.exists(path):
         os.makedirs(_cache_dir(), exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=_cache_dir())
         os.close(fd)
-        cmd = [compiler, "-O3", "-shared", "-fPIC", "-std=c++17", "-w", "-I", jax.ffi.include_dir(),
+        cmd = [*compiler, "-O3", "-shared", "-fPIC", "-std=c++17", "-w", "-I", jax.ffi.include_dir(),
                "-I", include, SOURCE, "-L", lib, "-ldnnl", f"-Wl,-rpath,{lib}", "-o", tmp]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
