@@ -157,6 +157,6 @@ hlo = jax.jit(lambda x, W: nn._conv_forward(x, W, handle=h)).lower(np.ones((1, 2
                                                                    np.ones((3, 2, 3, 3), np.float32)).as_text()
 print(json.dumps([*_onednn.status(), "convolution" in hlo, "SingaxConv" in hlo]))
 """
-    for env in (dict(SINGAX_CPU_KERNELS="xla"), dict(CXX="singax-no-such-compiler")):
+    for env in (dict(SINGAX_CPU_KERNELS="xla"), dict(CXX="singax-no-such-compiler"), dict(CXX="false")):
         kernels, reason, xla_conv, custom = _run(script, XDG_CACHE_HOME=str(tmp_path), **env)
         assert (kernels, xla_conv, custom) == ("xla", True, False), reason
