@@ -134,18 +134,36 @@ def test_compiled_training_matches_xla_convolutions():
     np.testing.assert_allclose(losses, xla_losses, rtol=1e-4)
 
 
-def test_multi_device_mesh_keeps_xla():
-    script = """
-import json, jax, numpy as np
+_SHARDED = """
+import json, jax, jax.numpy as jnp, numpy as np
+from jax import lax
 from singax import _mesh
 from singax.autograd import nn
-_mesh.use_mesh()
-h = nn.ConvHandle((2, 2, 5, 5), 3, 1, 1, 2, 3, False)
-hlo = jax.jit(lambda x, W: nn._conv_forward(x, W, handle=h)).lower(np.ones((2, 2, 5, 5), np.float32),
-                                                                   np.ones((3, 2, 3, 3), np.float32)).as_text()
-print(json.dumps([jax.device_count(), "convolution" in hlo, "SingaxConv" in hlo]))
+mesh = _mesh.use_mesh()
+h = nn.ConvHandle((8, 3, 10, 10), 3, 2, 1, 3, 4, True)
+rng = np.random.default_rng(0)
+x, W, b = (rng.standard_normal(s).astype(np.float32) for s in [(8, 3, 10, 10), (4, 3, 3, 3), (4,)])
+loss = lambda x, W, b: jnp.sum(jnp.sin(nn._conv_forward(x, W, b, handle=h)))
+xla = lambda x, W, b: jnp.sum(jnp.sin(lax.conv_general_dilated(x, W, (2, 2), [(1, 1)] * 2,
+                              dimension_numbers=("NCHW", "OIHW", "NCHW")) + b.reshape(1, -1, 1, 1)))
+want = jax.grad(xla, (0, 1, 2))(x, W, b)
+args = (_mesh.shard_batch(x, mesh), jax.device_put(W, _mesh.replicated(mesh)), jax.device_put(b, _mesh.replicated(mesh)))
+step = jax.jit(jax.grad(loss, (0, 1, 2)))
+got = step(*args)
+hlo = step.lower(*args).compile().as_text()
+odd = jax.jit(lambda x, W: nn._conv_forward(x, W, handle=h)).lower(np.ones((5, 3, 10, 10), np.float32), W).as_text()
+print(json.dumps([jax.device_count(), [float(np.abs(np.asarray(g) - w).max()) for g, w in zip(got, want)],
+                  tuple(got[0].sharding.spec), hlo.count("SingaxConv"), "all-gather" in hlo, "SingaxConv" in odd]))
 """
-    assert _run(script, XLA_FLAGS="--xla_force_host_platform_device_count=2") == [2, True, False]
+
+
+@needs_onednn
+def test_batch_sharded_over_devices_calls_onednn_per_device():
+    devices, errors, dx_spec, calls, gathers, odd_batch = _run(
+        _SHARDED, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    assert devices == 2 and max(errors) < 1e-4
+    assert dx_spec == ["data"] and calls >= 3 and not gathers
+    assert not odd_batch   # a batch of 5 does not split over 2 devices: XLA's convolution
 
 
 def test_without_onednn_every_convolution_stays_xla(tmp_path):

@@ -4,9 +4,10 @@ With the oneDNN wheels of `pip install -e '.[cpu-fast]'` and a C++ compiler, the
 float32 convolution builds `_onednn_conv.cc` into a shared library in the user cache
 (`$XDG_CACHE_HOME/singax`, else `~/.cache/singax`; one file per source, jaxlib and oneDNN),
 registers its three XLA FFI targets (forward, input gradient, weight gradient) and CPU
-programs call them instead of XLA:CPU's convolutions. Without the wheels or the compiler,
-or with `SINGAX_CPU_KERNELS=xla`, nothing changes: every convolution is XLA's. Nothing here
-raises: a failed build leaves the reason in `status()`.
+programs call them instead of XLA:CPU's convolutions (under a multi-device mesh, each device
+on its part of the batch). Without the wheels or the compiler, or with
+`SINGAX_CPU_KERNELS=xla`, nothing changes: every convolution is XLA's. Nothing here raises:
+a failed build leaves the reason in `status()`.
 
     python -c "from singax.autograd import _onednn; print(_onednn.status())"   # which, and why
 """
@@ -30,8 +31,11 @@ import jax
 import jax.numpy as jnp
 import jaxlib
 import numpy as np
+from jax import lax
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.sharding import NamedSharding, PartitionSpec
 
-from .. import _mesh  # layering: the custom calls stay off while a multi-device mesh is active
+from .. import _mesh  # layering: under a multi-device mesh the calls are split over its devices
 
 ENV = "SINGAX_CPU_KERNELS"
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_onednn_conv.cc")
@@ -116,32 +120,75 @@ def _load() -> str:
 
 def handles(x, W, group: int) -> bool:
     """Whether a convolution of `x` with `W` goes to oneDNN on CPU (float32, one group, no
-    empty input, no multi-device mesh: XLA would gather a sharded batch onto every device)."""
+    empty input; under a multi-device mesh, a batch that splits evenly over it)."""
     mesh = _mesh.active_mesh()
     return (group == 1 and x.dtype == np.float32 and W.dtype == np.float32 and x.ndim == 4
-            and min(x.shape) > 0 and (mesh is None or mesh.devices.size == 1) and available())
+            and min(x.shape) > 0 and (mesh is None or x.shape[0] % mesh.devices.size == 0)
+            and available())
 
 
 def _out_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int) -> int:
     return (size + pads[0] + pads[1] - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _call(kind: str, shape, a, b, geometry):
+def _call(a, b, kind: str, geometry, spatial):
+    """One FFI call; `spatial` is the result's (H, W) for the gradients (None: forward)."""
     (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = geometry
+    if kind == "forward":
+        shape = (a.shape[0], b.shape[0], _out_size(a.shape[2], b.shape[2], sh, (pt, pb), dh),
+                 _out_size(a.shape[3], b.shape[3], sw, (pl, pr), dw))
+    else:   # (dy, W) -> dx or (x, dy) -> dW
+        shape = ((a.shape[0], b.shape[1]) if kind == "input_grad" else (b.shape[1], a.shape[1])) + spatial
     return jax.ffi.ffi_call(TARGETS[kind], jax.ShapeDtypeStruct(shape, jnp.float32),
                             vmap_method="sequential")(
         a, b, stride_h=sh, stride_w=sw, pad_top=pt, pad_bottom=pb, pad_left=pl, pad_right=pr,
         dilation_h=dh, dilation_w=dw)
 
 
+# Under a multi-device mesh each device calls oneDNN on its part of the batch: x, dy, y and
+# dx are split along the batch, W is replicated, and dW is summed over the devices.
+_RULES = {"forward": "n c h w, o c k l -> n o y z", "input_grad": "n o y z, o c k l -> n c h w",
+          "weight_grad": "n c h w, n o y z -> o c k l"}
+_sharded_call = custom_partitioning(lambda a, b, kind, geometry, spatial, mesh: _call(a, b, kind, geometry, spatial),
+                                    static_argnums=(2, 3, 4, 5))
+
+
+def _shardings(kind: str, mesh):
+    batch, whole = NamedSharding(mesh, PartitionSpec(_mesh.AXIS)), NamedSharding(mesh, PartitionSpec())
+    return (batch, batch if kind == "weight_grad" else whole), (whole if kind == "weight_grad" else batch)
+
+
+def _partition(kind, geometry, spatial, mesh, _context_mesh, arg_shapes, result_shape):
+    def per_device(a, b):
+        out = _call(a, b, kind, geometry, spatial)
+        return lax.psum(out, _mesh.AXIS) if kind == "weight_grad" else out
+    args, result = _shardings(kind, mesh)
+    return mesh, per_device, result, args
+
+
+def _sharding_rule(kind, geometry, spatial, mesh, _context_mesh, operand_types, result_types):
+    factors = _RULES[kind].replace(",", " ").replace("->", " ").split()
+    return _RULES[kind], dict(reduction_factors=("n",) if kind == "weight_grad" else (),
+                              need_replication_factors=tuple(dict.fromkeys(f for f in factors if f != "n")))
+
+
+_sharded_call.def_partition(
+    _partition, sharding_rule=_sharding_rule,
+    infer_sharding_from_operands=lambda kind, geometry, spatial, mesh, *_: _shardings(kind, mesh)[1])
+
+
+def _dispatch(a, b, kind: str, geometry, spatial=None):
+    mesh = _mesh.active_mesh()
+    if mesh is None or mesh.devices.size == 1:
+        return _call(a, b, kind, geometry, spatial)
+    return _sharded_call(a, b, kind, geometry, spatial, mesh)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def conv2d(x, W, geometry):
     """NCHW/OIHW float32 cross-correlation; `geometry` = (strides, ((top, bottom), (left,
     right)) padding, dilation), hashable. Only in programs lowered for CPU."""
-    (sh, sw), (ph, pw), (dh, dw) = geometry
-    shape = (x.shape[0], W.shape[0], _out_size(x.shape[2], W.shape[2], sh, ph, dh),
-             _out_size(x.shape[3], W.shape[3], sw, pw, dw))
-    return _call("forward", shape, x, W, geometry)
+    return _dispatch(x, W, "forward", geometry)
 
 
 def _conv2d_fwd(x, W, geometry):
@@ -150,8 +197,8 @@ def _conv2d_fwd(x, W, geometry):
 
 def _conv2d_bwd(geometry, residuals, dy):
     x, W = residuals
-    return (_call("input_grad", x.shape, dy, W, geometry),
-            _call("weight_grad", W.shape, x, dy, geometry))
+    return (_dispatch(dy, W, "input_grad", geometry, x.shape[2:]),
+            _dispatch(x, dy, "weight_grad", geometry, W.shape[2:]))
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
