@@ -26,6 +26,7 @@ import sys
 import sysconfig
 import tempfile
 import threading
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +46,7 @@ TARGETS = {"forward": "SingaxConvForward", "input_grad": "SingaxConvInputGrad",
 _lock = threading.Lock()
 _active: bool | None = None   # None until the first convolution asks
 _reason = "not tried yet"
+_sharded_call: Callable | None = None   # set by `_load`
 
 
 def status() -> tuple[str, str]:
@@ -112,6 +114,8 @@ def _load() -> str:
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
+    global _sharded_call
+    _sharded_call = _make_sharded_call()
     library = ctypes.cdll.LoadLibrary(path)
     for symbol in TARGETS.values():
         jax.ffi.register_ffi_target(symbol, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
@@ -149,8 +153,6 @@ def _call(a, b, kind: str, geometry, spatial):
 # dx are split along the batch, W is replicated, and dW is summed over the devices.
 _RULES = {"forward": "n c h w, o c k l -> n o y z", "input_grad": "n o y z, o c k l -> n c h w",
           "weight_grad": "n c h w, n o y z -> o c k l"}
-_sharded_call = custom_partitioning(lambda a, b, kind, geometry, spatial, mesh: _call(a, b, kind, geometry, spatial),
-                                    static_argnums=(2, 3, 4, 5))
 
 
 def _shardings(kind: str, mesh):
@@ -172,9 +174,14 @@ def _sharding_rule(kind, geometry, spatial, mesh, _context_mesh, operand_types, 
                               need_replication_factors=tuple(dict.fromkeys(f for f in factors if f != "n")))
 
 
-_sharded_call.def_partition(
-    _partition, sharding_rule=_sharding_rule,
-    infer_sharding_from_operands=lambda kind, geometry, spatial, mesh, *_: _shardings(kind, mesh)[1])
+def _make_sharded_call() -> Callable:
+    """`_call` split over a mesh: `(a, b, kind, geometry, spatial, mesh)`."""
+    call = custom_partitioning(lambda a, b, kind, geometry, spatial, mesh: _call(a, b, kind, geometry, spatial),
+                               static_argnums=(2, 3, 4, 5))
+    call.def_partition(
+        _partition, sharding_rule=_sharding_rule,
+        infer_sharding_from_operands=lambda kind, geometry, spatial, mesh, *_: _shardings(kind, mesh)[1])
+    return call
 
 
 def _dispatch(a, b, kind: str, geometry, spatial=None):
