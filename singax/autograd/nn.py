@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from . import _cpu_lowering as _cpu
+from . import _cpu_lowering as _cpu, _onednn
 from ._op import CLASSES, Op, _like, register
 from .._handle import StateLog
 from ._tape import MSG_NO_SAVED, Operator, _none_if_float0, is_training, keeps_residuals, vjp_over
@@ -240,11 +240,17 @@ def _conv_forward(x, W, b=None, *, handle, odd_padding=(0, 0, 0, 0)):
     h = handle
     top, bottom, left, right = odd_padding
     # odd padding pre-pads with zeros, which is the same as an asymmetric conv padding
-    y = lax.conv_general_dilated(
-        x, W, window_strides=(h.stride_h, h.stride_w),
-        padding=((h.pad_h + top, h.pad_h + bottom), (h.pad_w + left, h.pad_w + right)),
-        rhs_dilation=(h.dilation_h, h.dilation_w), dimension_numbers=("NCHW", "OIHW", "NCHW"),
-        feature_group_count=h.group)
+    geometry = ((h.stride_h, h.stride_w), ((h.pad_h + top, h.pad_h + bottom), (h.pad_w + left, h.pad_w + right)),
+                (h.dilation_h, h.dilation_w))
+
+    def xla_conv(x, W):
+        return lax.conv_general_dilated(
+            x, W, window_strides=geometry[0], padding=geometry[1], rhs_dilation=geometry[2],
+            dimension_numbers=("NCHW", "OIHW", "NCHW"), feature_group_count=h.group)
+    if _onednn.handles(x, W, h.group):
+        y = _cpu.cpu_or_default(lambda x, W: _onednn.conv2d(x, W, geometry), xla_conv, x, W)
+    else:
+        y = xla_conv(x, W)
     if b is not None:
         y = y + b.reshape(1, -1, 1, 1)
     return y
