@@ -6,11 +6,11 @@ The package is layered; a module imports only from its own layer or below
     6  singax (this file), compat, singa_wrap, _as_singa, cli
                                          SINGA's names wired where SINGA has them
     5  dist, _launch, sonnx, snapshot, data, image_tool, utils
-    4  model, _compile, _mesh            one compiled step per model
+    4  model, _compile                   one compiled step per model
     3  layer/, opt/, initializer, _mixed
     2  autograd/                         the tape (_tape) and the operators
     1  tensor/, _ctensor                 _engine < _tensor < _functions, under the face
-    0  _handle, device, _fork, _safe_npz, _messages, _version
+    0  _handle, device, _mesh (the data-parallel mesh), _fork, _safe_npz, _messages, _version
 
 One edge points up, and it is the only import cycle: a Tensor's `creator` is the
 tape's leaf operator, `autograd._tape.Dummy`, looked up by `tensor._tensor` on

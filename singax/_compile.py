@@ -45,6 +45,12 @@ def _strong(x):
     return lax.convert_element_type(x, x.dtype) if getattr(x, "weak_type", False) else x
 
 
+def _input_key(x: Tensor) -> tuple:
+    """What a Tensor argument contributes to a step's input signature."""
+    a = x.__dict__["_data"]
+    return ("T", a.shape, a.dtype, x.requires_grad, x.stores_grad)
+
+
 def _static_key(leaf: Any) -> Any:
     try:
         hash(leaf)
@@ -101,8 +107,7 @@ class GraphFunction:
                      or not inputs[0].shape):
             raise ValueError(f"{self.name}: K-step mode needs Tensor arguments with the same "
                              f"leading (step) axis; got shapes {[x.shape for x in inputs]}")
-        key = (scan, tree, tuple(("T", x.shape, x.data.dtype, x.requires_grad, x.stores_grad)
-                                 if _is_tensor(x) else _static_key(x) for x in leaves), _training())
+        key = (scan, tree, tuple(_input_key(x) if _is_tensor(x) else _static_key(x) for x in leaves), _training())
         entry = self.cache.get(key)
         if entry is None:
             if self.cache:

@@ -18,12 +18,12 @@ PACKAGE = ROOT / "singax"
 # (layer, rank inside the layer); a module takes the entry of its longest dotted prefix
 LAYERS = {
     "singax._handle": (0, 0), "singax._fork": (0, 0), "singax._safe_npz": (0, 0), "singax._messages": (0, 0),
-    "singax._version": (0, 0), "singax.device": (0, 1),
+    "singax._version": (0, 0), "singax._mesh": (0, 0), "singax.device": (0, 1),
     "singax.tensor._engine": (1, 0), "singax._ctensor": (1, 0), "singax.tensor._tensor": (1, 1),
     "singax.tensor._functions": (1, 2), "singax.tensor": (1, 3),
     "singax.autograd._tape": (2, 0), "singax.autograd._op": (2, 1), "singax.autograd": (2, 3),
     "singax.initializer": (3, 0), "singax._mixed": (3, 0), "singax.layer": (3, 1), "singax.opt": (3, 1),
-    "singax._mesh": (4, 0), "singax._compile": (4, 0), "singax.model": (4, 1),
+    "singax._compile": (4, 0), "singax.model": (4, 1),
     "singax.dist": (5, 0), "singax._launch": (5, 0), "singax.sonnx": (5, 0), "singax.snapshot": (5, 0),
     "singax.data": (5, 0), "singax.image_tool": (5, 0), "singax.utils": (5, 0),
     "singax": (6, 1), "singax.compat": (6, 0), "singax.singa_wrap": (6, 0), "singax._as_singa": (6, 0),

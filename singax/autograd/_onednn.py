@@ -36,7 +36,7 @@ from jax import lax
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
-from .. import _mesh  # layering: under a multi-device mesh the calls are split over its devices
+from .. import _mesh
 
 ENV = "SINGAX_CPU_KERNELS"
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_onednn_conv.cc")

@@ -64,9 +64,7 @@ def _compiled_many(key: tuple, build: Callable, donate: bool) -> Callable:
             return [o[0] for o in out], [o[1] for o in out]
 
         def update_many(ps, gs, slots, hyper, ok):
-            if ok is None:
-                return update(ps, gs, slots, hyper)
-            return jax.lax.cond(ok, update, lambda ps, gs, slots, hyper: (ps, slots), ps, gs, slots, hyper)
+            return _gated(ok, update(ps, gs, slots, hyper), (ps, slots))
         fn = _UPDATES[("many", donate) + key] = jax.jit(update_many, donate_argnums=(2,) if donate else ())
     return fn
 
@@ -97,9 +95,7 @@ def _fused_program(plan, seed, key: tuple, build: Callable) -> tuple:
             out = [one(p, g, s, hyper) for p, g, s in zip(ps, gs, slots)]
             return [o[0] for o in out], [o[1] for o in out], counter + jnp.ones((), counter.dtype) if advance \
                 else counter
-        if ok is None:
-            return update(ps, slots, counter)
-        return jax.lax.cond(ok, update, lambda *keep: keep, ps, slots, counter)
+        return _gated(ok, update(ps, slots, counter), (ps, slots, counter))
     programs = {donate: jax.jit(step, static_argnums=(7,), donate_argnums=(3,) if donate else ())
                 for donate in (False, True)}
     shapes = jax.eval_shape(gradients, plan.parts, seed)
@@ -121,10 +117,17 @@ def _compiled_if(key: tuple, build: Callable) -> Callable:
     fn = _UPDATES.get(gated)
     if fn is None:
         update = _compiled(key, build)
-        fn = _UPDATES[gated] = jax.jit(
-            lambda ok, p, g, slots, hyper: jax.lax.cond(ok, update, lambda p, g, slots, hyper: (p, slots),
-                                                        p, g, slots, hyper))
+        fn = _UPDATES[gated] = jax.jit(lambda ok, p, g, slots, hyper: _gated(ok, update(p, g, slots, hyper),
+                                                                           (p, slots)))
     return fn
+
+
+def _gated(ok, new, old):
+    """`new` where the traced bool `ok` holds, else `old` (every leaf); `new` when `ok` is
+    None. A select fuses into the update's own loops, where a conditional would copy."""
+    if ok is None:
+        return new
+    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
 
 
 class _Builtin(Optimizer):
