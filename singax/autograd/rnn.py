@@ -92,11 +92,13 @@ def _rnn_unflatten(W, h: CudnnRNNHandle):
 
 
 def _rnn_cell(mode: int, xp, hc, whh, bhh):
-    """One step for all directions at once: xp (D, B, G*H) is the input projection."""
+    """One step for all directions at once: xp (D, B, G*H) is the input projection (with
+    the recurrent bias already added when `bhh` is None)."""
     h, c = hc
     # whh is pre-transposed (D, H, G*H); one direction is a plain matmul (faster on CPU)
     hp = (h[0] @ whh[0])[None] if whh.shape[0] == 1 else jnp.einsum("dbh,dhg->dbg", h, whh)
-    hp = hp + bhh[:, None, :]
+    if bhh is not None:
+        hp = hp + bhh[:, None, :]
     if mode == 2:
         i, f, g, o = jnp.split(xp + hp, 4, axis=-1)
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
@@ -124,8 +126,13 @@ def _rnn_forward(x, hx, cx, W, seq_lengths=None, *, handle, return_sequences=Fal
     for layer in range(h.num_layers):
         wih, whh, bih, bhh = (jnp.stack(z) for z in zip(*blocks[layer * D:(layer + 1) * D]))
         whh = jnp.swapaxes(whh, 1, 2)   # transposed once, outside the time loop
-        xs = jnp.stack([inp, jnp.flip(inp, 0)][:D], axis=1)             # (T, D, B, in)
-        xp = jnp.einsum("tdbi,dgi->tdbg", xs, wih) + bih[None, :, None, :]  # one matmul for all steps
+        if D == 1:   # a plain matmul: XLA:CPU threads it, where a batched dot runs on one core
+            xp = (inp @ wih[0].T)[:, None] + bih[None, :, None, :]      # (T, 1, B, G*H)
+        else:
+            xs = jnp.stack([inp, jnp.flip(inp, 0)], axis=1)            # (T, D, B, in)
+            xp = jnp.einsum("tdbi,dgi->tdbg", xs, wih) + bih[None, :, None, :]  # one matmul for all steps
+        if h.mode != 3:   # GRU scales the recurrent bias by its reset gate; the others just add it
+            xp, bhh = xp + bhh[None, :, None, :], None
         carry = (hx[layer * D:(layer + 1) * D], cx[layer * D:(layer + 1) * D])
 
         def step(hc, t_in, whh=whh, bhh=bhh):
