@@ -96,9 +96,20 @@ def machine_info() -> dict:
         "numpy": _version("numpy"), "singax": _git_commit(), "torch": _torch_version(),
         "precision": str(jax.config.jax_default_matmul_precision),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "cpu_convolutions": _cpu_convolutions(),
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "load_start": os.getloadavg(),
     }
+
+
+def _cpu_convolutions() -> str:
+    """Which kernels singax's float32 CPU convolutions use: oneDNN (the `cpu-fast` extra) or XLA's."""
+    try:
+        from singax.autograd import _onednn
+    except ImportError:
+        return "n/a"
+    kind, why = _onednn.status()
+    return kind if kind == "onednn" else f"xla ({why})"
 
 
 def bench_device():
@@ -136,7 +147,8 @@ def header(title: str, info: dict, config: str) -> list[str]:
         f"- versions: python {info['python']}, jax {info['jax']}, jaxlib {info['jaxlib']}, "
         f"optax {info['optax']}, numpy {info['numpy']}, torch {info['torch']}, singax {info['singax']}",
         f"- matmul precision `{info['precision']}`" + (f"; XLA_FLAGS `{info['xla_flags']}`"
-                                                       if info["xla_flags"] else ""),
+                                                       if info["xla_flags"] else "")
+        + f"; singax CPU convolutions: {info.get('cpu_convolutions', 'n/a')}",
         f"- date {info['date']}; load average start {_fmt_load(info['load_start'])}, "
         f"end {_fmt_load(load_end)}; first jax.jit in process {info['first_jit_s']:.2f} s",
         f"- config: {config}",
