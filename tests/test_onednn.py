@@ -178,3 +178,15 @@ print(json.dumps([*_onednn.status(), "convolution" in hlo, "SingaxConv" in hlo])
     for env in (dict(SINGAX_CPU_KERNELS="xla"), dict(CXX="singax-no-such-compiler"), dict(CXX="false")):
         kernels, reason, xla_conv, custom = _run(script, XDG_CACHE_HOME=str(tmp_path), **env)
         assert (kernels, xla_conv, custom) == ("xla", True, False), reason
+
+
+def test_a_cache_others_could_write_is_not_loaded_from(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(PermissionError, match="writable by others"):
+        _onednn._private(str(shared))
+    own = tmp_path / "own"
+    own.mkdir()
+    own.chmod(0o700)
+    _onednn._private(str(own))

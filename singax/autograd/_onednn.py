@@ -7,7 +7,8 @@ registers its three XLA FFI targets (forward, input gradient, weight gradient) a
 programs call them instead of XLA:CPU's convolutions (under a multi-device mesh, each device
 on its part of the batch). Without the wheels or the compiler, or with
 `SINGAX_CPU_KERNELS=xla`, nothing changes: every convolution is XLA's. Nothing here raises:
-a failed build leaves the reason in `status()`.
+a failed build leaves the reason in `status()`. A cache directory or library that another
+user owns or could write is never loaded from.
 
     python -c "from singax.autograd import _onednn; print(_onednn.status())"   # which, and why
 """
@@ -86,6 +87,14 @@ def _cache_dir() -> str:
     return os.path.join(root, "singax")
 
 
+def _private(path: str) -> None:
+    """Refuse a cache directory or library that another user could have written."""
+    st = os.stat(path)
+    if (hasattr(os, "getuid") and st.st_uid != os.getuid()) or st.st_mode & 0o022:
+        raise PermissionError(f"{path} is not owned by this user or is writable by others; "
+                              "not loading code from it (fix its permissions or set XDG_CACHE_HOME)")
+
+
 def _load() -> str:
     """Build the library if the cache lacks it, load it and register the FFI targets."""
     if os.environ.get(ENV, "").lower() == "xla":
@@ -100,8 +109,9 @@ def _load() -> str:
     key = hashlib.sha256(b"\0".join([source, jax.__version__.encode(), jaxlib.__version__.encode(),
                                      libdnnl.encode(), " ".join(compiler).encode()])).hexdigest()[:16]
     path = os.path.join(_cache_dir(), f"onednn_conv-{key}.so")
+    os.makedirs(_cache_dir(), mode=0o700, exist_ok=True)
+    _private(_cache_dir())
     if not os.path.exists(path):
-        os.makedirs(_cache_dir(), exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=_cache_dir())
         os.close(fd)
         cmd = [*compiler, "-O3", "-shared", "-fPIC", "-std=c++17", "-w", "-I", jax.ffi.include_dir(),
@@ -110,10 +120,12 @@ def _load() -> str:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
             if done.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+            os.chmod(tmp, 0o755)
             os.replace(tmp, path)   # atomic: concurrent processes never load a partial file
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
+    _private(path)
     global _sharded_call
     _sharded_call = _make_sharded_call()
     library = ctypes.cdll.LoadLibrary(path)
