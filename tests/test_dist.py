@@ -183,7 +183,7 @@ print("OK")
 
 
 def _one_param_problem():
-    from singax import autograd, tensor
+    from singax import autograd
     from singax.tensor import Tensor
     autograd.training = True
     w = Tensor(data=np.array([0.5, -2.0, 0.1, 3.0, -0.05, 1.0], np.float32), stores_grad=True, name="w")
