@@ -133,8 +133,8 @@ class SoftMaxCrossEntropy(_Loss):
                 _guard_labels(t, x.shape[1])
             else:
                 labels = np.asarray(t)
-                if labels.size and (labels.min() < 0 or labels.max() >= x.shape[1]
-                                    or np.any(labels != np.round(labels))):
+                whole = labels.dtype.kind in "iub" or not np.any(labels != np.round(labels))
+                if labels.size and (labels.min() < 0 or labels.max() >= x.shape[1] or not whole):
                     raise ValueError(f"SoftMaxCrossEntropy: labels must be integers in [0, {x.shape[1]}), "
                                      f"got values in [{labels.min()}, {labels.max()}]")
         elif tuple(t.shape) != tuple(x.shape):
