@@ -145,7 +145,11 @@ class BuiltinOperator(Operator):
         self.__dict__.update(values)
 
     def _key(self) -> tuple:
-        return tuple(_static(self.__dict__[a]) for a in self.spec.attr_names)
+        names = self.spec.attr_names
+        if not names:
+            return ()
+        d = self.__dict__
+        return tuple([_static(d[a]) for a in names])
 
     def _forward_raw(self, *xs):
         spec = self.spec

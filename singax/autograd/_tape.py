@@ -70,16 +70,21 @@ class Operator:
         return []
 
     def _do_forward(self, *xs: Tensor) -> tuple:
+        src, arrays, grad = [], [], False
         for i, x in enumerate(xs):
             if not isinstance(x, Tensor):
                 raise TypeError(f"{type(self).__name__}: input {i} must be a Tensor, got {type(x).__name__}")
-        self.requires_grad = any(x.requires_grad for x in xs)
-        self.src = [Source(x.creator, id(x), x if x.stores_grad else None, x.stores_grad) for x in xs]
+            stores = x.stores_grad
+            if x.requires_grad:
+                grad = True
+            src.append(Source(x.creator, id(x), x if stores else None, stores))
+            arrays.append(x.data)
+        self.requires_grad, self.src = grad, src
         dev = xs[0].device if xs else None
-        ys = self._forward_raw(*[x.data for x in xs])
+        ys = self._forward_raw(*arrays)
         if not isinstance(ys, tuple):
             ys = (ys,)
-        outs = tuple(_wrap(y, dev, self.requires_grad, self, self.output_name(i)) for i, y in enumerate(ys))
+        outs = tuple(_wrap(y, dev, grad, self, self.output_name(i)) for i, y in enumerate(ys))
         self.y_id2idx = {id(y): i for i, y in enumerate(outs)}
         return outs
 
