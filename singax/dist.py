@@ -257,6 +257,7 @@ class DistOpt:
     # --- training steps --------------------------------------------------------
     def backward_and_update(self, loss, threshold: int = SINGA_FUSION_THRESHOLD) -> None:
         """Backward, then update every parameter with the gradient averaged over workers."""
+        self.opt._require_loss(loss)
         if _eager_multiprocess(loss.data):
             from . import autograd
             self._apply(list(autograd.backward(loss)))
@@ -268,6 +269,7 @@ class DistOpt:
         """As `backward_and_update`, with gradients rounded through float16 (SINGA sends
         them in float16) and optionally clipped to [-clip_Value, clip_Value]."""
         from . import autograd
+        self.opt._require_loss(loss)
         pairs = []
         for p, g in autograd.backward(loss):
             if p.data.dtype != jnp.float32:
@@ -298,6 +300,7 @@ class DistOpt:
         """
         from . import autograd
         from .tensor import Tensor
+        self.opt._require_loss(loss)
         pairs = []
         for p, g in autograd.backward(loss):
             grad = g.data

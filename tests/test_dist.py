@@ -171,6 +171,9 @@ with pytest.raises(TypeError, match="optimizer"):
     DistOpt(object())
 with pytest.raises(ValueError, match="world_size"):
     DistOpt(opt.SGD(0.1), world_size=3)
+for step in ("__call__", "backward_and_update_half", "backward_and_sparse_update"):
+    with pytest.raises(TypeError, match="expected the loss Tensor"):
+        getattr(DistOpt(opt.SGD(0.1)), step)(2.0)
 from singax._mesh import shard_batch, use_mesh
 mesh = use_mesh()
 with pytest.raises(ValueError, match="does not divide"):

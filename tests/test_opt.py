@@ -667,3 +667,14 @@ def test_overridden_step_still_runs_on_opt_loss():
     for _ in range(2):
         o(_quad(w, x))
     assert seen == [0.0, 1.0] and float(o.step_counter.data[0]) == 2.0
+
+
+@pytest.mark.parametrize("make", [lambda: opt.SGD(0.1), lambda: opt.Adam(0.1), lambda: opt.RMSProp(0.1),
+                                  lambda: opt.AdaGrad(0.1), lambda: opt.Optax(optax.sgd(0.1))])
+@pytest.mark.parametrize("bad", [3.0, np.ones(3, np.float32), None])
+def test_stepping_from_something_not_a_tensor_says_so(make, bad):
+    o = make()
+    for step in (o, o.call):
+        with pytest.raises(TypeError, match="expected the loss Tensor to step from, got"):
+            step(bad)
+    assert float(o.step_counter.data[0]) == 0.0

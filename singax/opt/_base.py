@@ -195,6 +195,7 @@ class Optimizer:
         dynamic loss scaling and a non-finite step is skipped (see `singax._mixed`).
         """
         from .. import autograd
+        self._require_loss(loss)
         if self.dtype == tensor.float16 or loss.data.dtype == jnp.float16:
             return self._scaled_call(loss)
         ok = _step_guard()
@@ -391,6 +392,11 @@ class Optimizer:
     def _check_pair(self, name: Any, param: Tensor, grad: Tensor) -> None:
         self._require_tensors(param, grad)
         self._check_update(name, param, grad.shape)
+
+    def _require_loss(self, loss: Any) -> None:
+        if not isinstance(loss, Tensor):
+            raise TypeError(f"{type(self).__name__}: expected the loss Tensor to step from, got "
+                            f"{type(loss).__name__}")
 
     def _require_tensors(self, param: Any, grad: Any) -> None:
         if not isinstance(param, Tensor) or not isinstance(grad, Tensor):

@@ -149,6 +149,7 @@ class _Builtin(Optimizer):
         are not overridden), the backward pass, the update of every parameter and the
         counter's increment run as one jitted program.
         """
+        self._require_loss(loss)
         own = type(self).call is _Builtin.call and type(self).step is Optimizer.step
         if not (own and self._fused_step(loss, advance=True)):
             super().__call__(loss)
@@ -159,6 +160,7 @@ class _Builtin(Optimizer):
         Each parameter is checked and gets its slots as backward yields it; the update
         runs once backward is done (no gradient depends on a parameter's new value).
         """
+        self._require_loss(loss)
         if self._fused_step(loss, advance=False):
             return None
         if not self._plain(loss):
@@ -198,7 +200,7 @@ class _Builtin(Optimizer):
         """Backward from `loss` and the update of every parameter (and the counter's increment
         if `advance`) as one program; False, with nothing changed, when the tape or the
         optimizer needs the step-by-step path."""
-        if not isinstance(loss, Tensor) or not self._plain(loss):
+        if not self._plain(loss):
             return False
         got = loss_plan(loss)
         if got is None:

@@ -54,6 +54,7 @@ class Optax(Optimizer):
     def call(self, loss: Tensor) -> None:
         """Backward from `loss`, then update all parameters in one jitted call."""
         from .. import autograd
+        self._require_loss(loss)
         pairs = []
         for p, g in autograd.backward(loss):
             if p.name is None:
