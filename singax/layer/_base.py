@@ -15,7 +15,7 @@ from .. import autograd
 from .._handle import is_tracer
 from ..initializer import _gaussian
 from ..tensor import Tensor
-from ..tensor._engine import _from_host, is_floating
+from ..tensor._engine import _float_of, _from_host, is_floating
 
 # Layer bookkeeping kept in __dict__ (never scanned for sublayers).
 _INTERNAL = frozenset(("name", "_initialized", "_parent", "_layers", "_tensors", "_param_attrs",
@@ -37,8 +37,7 @@ def _move(t: Tensor, dev) -> None:
 
 def _float_dtype(x: Tensor):
     """x's dtype if it is floating, else float32 (parameters are always floating)."""
-    dt = _unlogged_data(x).dtype
-    return dt if jnp.issubdtype(dt, jnp.floating) else np.dtype(np.float32)
+    return _float_of(_unlogged_data(x).dtype)
 
 
 def _new(shape: Sequence[int], like: Tensor, value: float = 0.0, param: bool = True,

@@ -133,6 +133,13 @@ def _compute_dtype(dtype) -> np.dtype:
     return jnp.promote_types(dtype, jnp.float32)
 
 
+def _named(param: Tensor) -> str:
+    """The name an optimizer keys `param`'s state by: its own, else (as SINGA) its id."""
+    if param.name is None:
+        param.name = str(id(param))
+    return param.name
+
+
 def _as_array(value: Any) -> Any:
     return value.data if isinstance(value, Tensor) else np.asarray(value)
 
@@ -201,10 +208,8 @@ class Optimizer:
         ok = _step_guard()
         updated = False
         for p, g in autograd.backward(loss):
-            if p.name is None:
-                p.name = str(id(p))
             if ok is None or self._guarded_apply:
-                self.apply(p.name, p, g)
+                self.apply(_named(p), p, g)
             else:
                 self._apply_if(ok, p, g)
             updated = True
@@ -245,8 +250,7 @@ class Optimizer:
             self._count_skipped(ok)
             finite = finite & ok
         for (p, g), g32 in zip(pairs, grads):
-            if p.name is None:
-                p.name = str(id(p))
+            _named(p)
             g.data = jnp.where(finite, g32, 0)
             self._apply_if(finite, p, g)
         self.loss_scaler.update(finite)

@@ -14,7 +14,7 @@ from .. import tensor
 from .._handle import concrete
 from ..autograd._op import loss_plan, plan_gradients
 from ..tensor import Tensor
-from ._base import Optimizer, _compute_dtype, _require, _step_guard
+from ._base import Optimizer, _compute_dtype, _named, _require, _step_guard
 
 _LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
@@ -59,14 +59,24 @@ def _compiled_many(key: tuple, build: Callable, donate: bool) -> Callable:
     if fn is None:
         one = _update_fn(("many",) + key, build)
 
-        def update(ps, gs, slots, hyper):
-            out = [one(p, g, s, hyper) for p, g, s in zip(ps, gs, slots)]
-            return [o[0] for o in out], [o[1] for o in out]
-
         def update_many(ps, gs, slots, hyper, ok):
-            return _gated(ok, update(ps, gs, slots, hyper), (ps, slots))
+            return _gated(ok, _update_list(one, ps, gs, slots, hyper), (ps, slots))
         fn = _UPDATES[("many", donate) + key] = jax.jit(update_many, donate_argnums=(2,) if donate else ())
     return fn
+
+
+def _update_list(one: Callable, ps, gs, slots, hyper) -> tuple[list, list]:
+    """`one` (a single parameter's update) over lists: (new parameters, new slot tuples)."""
+    out = [one(p, g, s, hyper) for p, g, s in zip(ps, gs, slots)]
+    return [o[0] for o in out], [o[1] for o in out]
+
+
+def _write_back(params: list, slot_tensors: list, new_ps: list, new_slots: list) -> None:
+    """Rebind each parameter and each of its slot Tensors to the update's new arrays."""
+    for p, slots, new_p, new_s in zip(params, slot_tensors, new_ps, new_slots):
+        p.data = new_p
+        for s, a in zip(slots, new_s):
+            s.data = a
 
 
 _FUSED_STEPS: dict[tuple, tuple] = {}
@@ -91,11 +101,9 @@ def _fused_program(plan, seed, key: tuple, build: Callable) -> tuple:
     def step(parts, seed, ps, slots, hyper, counter, ok, advance):
         gs = [g for g in gradients(parts, seed) if g is not None]
 
-        def update(ps, slots, counter):
-            out = [one(p, g, s, hyper) for p, g, s in zip(ps, gs, slots)]
-            return [o[0] for o in out], [o[1] for o in out], counter + jnp.ones((), counter.dtype) if advance \
-                else counter
-        return _gated(ok, update(ps, slots, counter), (ps, slots, counter))
+        new_ps, new_slots = _update_list(one, ps, gs, slots, hyper)
+        new_counter = counter + jnp.ones((), counter.dtype) if advance else counter
+        return _gated(ok, (new_ps, new_slots, new_counter), (ps, slots, counter))
     programs = {donate: jax.jit(step, static_argnums=(7,), donate_argnums=(3,) if donate else ())
                 for donate in (False, True)}
     shapes = jax.eval_shape(gradients, plan.parts, seed)
@@ -168,9 +176,7 @@ class _Builtin(Optimizer):
         from .. import autograd
         pairs = []
         for p, g in autograd.backward(loss):
-            if p.name is None:
-                p.name = str(id(p))
-            pairs.append((p, g, self._prepare(p.name, p, g.shape)))
+            pairs.append((p, g, self._prepare(_named(p), p, g.shape)))
         if not pairs:
             return self._warn_nothing_to_update(loss)
         ok = _step_guard()
@@ -183,10 +189,7 @@ class _Builtin(Optimizer):
             new_ps, new_slots = _compiled_many(key, build, _only_held_by_slots(slot_arrays))(
                 [p.data for p, _, _ in pairs], [g.data for _, g, _ in pairs], slot_arrays,
                 tuple(t.data for t in hypers), ok)
-            for (p, _, (_, slots)), new_p, new_s in zip(pairs, new_ps, new_slots):
-                p.data = new_p
-                for s, a in zip(slots, new_s):
-                    s.data = a
+            _write_back([p for p, _, _ in pairs], [prep[1] for _, _, prep in pairs], new_ps, new_slots)
         if ok is not None:
             self._count_skipped(ok)
 
@@ -209,24 +212,17 @@ class _Builtin(Optimizer):
         program, grad_shapes = _fused_program(plan, seed, *self._cfg[:2])
         if not any(s is not None for s in grad_shapes):
             return False
-        params = [p for (p, _), shape in zip(plan.outs, grad_shapes) if shape is not None]
-        if any(p.data.dtype in _LOW_PRECISION for p in params):   # float32 master copies
+        updated = [(p, shape.shape) for (p, _), shape in zip(plan.outs, grad_shapes) if shape is not None]
+        if any(p.data.dtype in _LOW_PRECISION for p, _ in updated):   # float32 master copies
             return False
-        pairs = []
-        for p, shape in zip(params, (s for s in grad_shapes if s is not None)):
-            if p.name is None:
-                p.name = str(id(p))
-            pairs.append((p, self._prepare(p.name, p, shape.shape)))
+        pairs = [(p, self._prepare(_named(p), p, shape)) for p, shape in updated]
         slot_arrays = [tuple(s.data for s in prep[1]) for _, prep in pairs]
         donate = _only_held_by_slots(slot_arrays)
         ok = _step_guard()
         new_ps, new_slots, counter = program[donate](
             plan.parts, seed, [p.data for p, _ in pairs], slot_arrays,
             tuple(t.data for t in self._cfg[2]), self.step_counter.data, ok, advance)
-        for (p, (_, slots)), new_p, new_s in zip(pairs, new_ps, new_slots):
-            p.data = new_p
-            for s, a in zip(slots, new_s):
-                s.data = a
+        _write_back([p for p, _ in pairs], [prep[1] for _, prep in pairs], new_ps, new_slots)
         if ok is not None:
             self._count_skipped(ok)
         if advance:
@@ -262,9 +258,7 @@ class _Builtin(Optimizer):
         if master is not None:
             master.data = new_p
             new_p = new_p.astype(param_value.data.dtype)
-        param_value.data = new_p
-        for s, a in zip(slots, new_slots):
-            s.data = a
+        _write_back([param_value], [slots], [new_p], [new_slots])
 
     def get_states(self) -> dict:
         states = super().get_states()

@@ -10,7 +10,7 @@ import optax
 from .. import tensor
 from ..tensor import Tensor
 from .._handle import is_tracer
-from ._base import Optimizer, _compute_dtype
+from ._base import Optimizer, _compute_dtype, _named
 
 
 # --- any optax transform -----------------------------------------------------------
@@ -57,9 +57,7 @@ class Optax(Optimizer):
         self._require_loss(loss)
         pairs = []
         for p, g in autograd.backward(loss):
-            if p.name is None:
-                p.name = str(id(p))
-            pairs.append((p.name, p, g))
+            pairs.append((_named(p), p, g))
         if pairs:
             self._apply_all(pairs)
 
