@@ -51,6 +51,21 @@ def _input_key(x: Tensor) -> tuple:
     return ("T", a.shape, a.dtype, x.requires_grad, x.stores_grad)
 
 
+def _flat_signature(args: tuple) -> tuple[list, tuple] | None:
+    """(Tensor arguments, input signature) of positional arguments that hold no
+    containers; None when one does (the caller then walks the pytree)."""
+    inputs, signature = [], []
+    for x in args:
+        if isinstance(x, Tensor):
+            inputs.append(x)
+            signature.append(_input_key(x))
+        elif isinstance(x, (list, tuple, dict)):
+            return None
+        else:
+            signature.append(_static_key(x))
+    return inputs, tuple(signature)
+
+
 def _static_key(leaf: Any) -> Any:
     try:
         hash(leaf)
@@ -67,6 +82,7 @@ class _Entry:
         self.state, self.compiled, self.out_tree, self.out_static = state, compiled, out_tree, out_static
         self.mesh, self.scan = mesh, scan   # data-parallel mesh (singax.dist) or None; K-step mode
         self.cells = StateCells(state)
+        self.all_tensors = all(s is _TENSOR for s in out_static)
 
 
 class GraphFunction:
@@ -98,16 +114,18 @@ class GraphFunction:
         return self._call(args, kwargs, scan=True)
 
     def _call(self, args, kwargs, scan: bool):
-        if kwargs or any(isinstance(a, (list, tuple, dict)) for a in args):
+        flat = _flat_signature(args) if not kwargs else None
+        if flat is None:
             leaves, tree = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_tensor)
+            inputs = [x for x in leaves if _is_tensor(x)]
+            signature = tuple(_input_key(x) if _is_tensor(x) else _static_key(x) for x in leaves)
         else:   # flat positional arguments (the usual `model(tx, ty, ...)`): no pytree walk
-            leaves, tree = args, len(args)
-        inputs = [x for x in leaves if _is_tensor(x)]
+            tree, (inputs, signature) = len(args), flat
         if scan and (not inputs or len({x.shape[0] if x.shape else None for x in inputs}) != 1
                      or not inputs[0].shape):
             raise ValueError(f"{self.name}: K-step mode needs Tensor arguments with the same "
                              f"leading (step) axis; got shapes {[x.shape for x in inputs]}")
-        key = (scan, tree, tuple(_input_key(x) if _is_tensor(x) else _static_key(x) for x in leaves), _training())
+        key = (scan, tree, signature, sys.modules["singax.autograd"].training)
         entry = self.cache.get(key)
         if entry is None:
             if self.cache:
@@ -142,8 +160,11 @@ class GraphFunction:
         return self._outputs(entry, out_arrays, inputs[0].device if inputs else None)
 
     def _outputs(self, entry: _Entry, out_arrays: list, dev):
-        arrays = iter(out_arrays)
-        leaves = [_leaf(next(arrays), dev) if s is _TENSOR else s for s in entry.out_static]
+        if entry.all_tensors:
+            leaves = [_leaf(a, dev) for a in out_arrays]
+        else:
+            arrays = iter(out_arrays)
+            leaves = [_leaf(next(arrays), dev) if s is _TENSOR else s for s in entry.out_static]
         return jax.tree_util.tree_unflatten(entry.out_tree, leaves)
 
     def _step_fn(self, state: list[Handle], args, kwargs, inputs: list[Tensor], record: dict,
@@ -274,7 +295,3 @@ def _unique_buffers(state_arrays: list, input_arrays: list) -> list:
         seen.add(id(a))
         out.append(a)
     return out
-
-
-def _training() -> bool:
-    return sys.modules["singax.autograd"].training

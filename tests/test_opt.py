@@ -678,3 +678,23 @@ def test_stepping_from_something_not_a_tensor_says_so(make, bad):
         with pytest.raises(TypeError, match="expected the loss Tensor to step from, got"):
             step(bad)
     assert float(o.step_counter.data[0]) == 0.0
+
+
+@pytest.mark.parametrize("gate", ["_gated_by_conditional", "_gated_by_select", "_gated"])
+def test_a_failed_step_guard_keeps_parameters_and_slots(gate):
+    from singax.opt import _builtin
+    gated = getattr(_builtin, gate)
+    p, s, g = jnp.array([1.0, -2.0]), jnp.array([0.5, 0.25]), jnp.array([0.1, 0.3])
+
+    def sgd_momentum():
+        v = 0.9 * s + g
+        return [p - 0.1 * v], [(v,)]
+
+    run = jax.jit(lambda ok: gated(ok, sgd_momentum, ([p], [(s,)])))
+    (kept_p,), ((kept_s,),) = run(jnp.bool_(False))
+    np.testing.assert_array_equal(kept_p, p)
+    np.testing.assert_array_equal(kept_s, s)
+    (new_p,), ((new_s,),) = run(jnp.bool_(True))
+    v = 0.9 * np.array([0.5, 0.25]) + np.array([0.1, 0.3])
+    np.testing.assert_allclose(new_s, v, rtol=1e-6)
+    np.testing.assert_allclose(new_p, np.array([1.0, -2.0]) - 0.1 * v, rtol=1e-6)

@@ -3,6 +3,7 @@ update per configuration."""
 from __future__ import annotations
 
 import collections
+import functools
 import sys
 from typing import Any, Callable, NamedTuple
 
@@ -60,7 +61,7 @@ def _compiled_many(key: tuple, build: Callable, donate: bool) -> Callable:
         one = _update_fn(("many",) + key, build)
 
         def update_many(ps, gs, slots, hyper, ok):
-            return _gated(ok, _update_list(one, ps, gs, slots, hyper), (ps, slots))
+            return _gated(ok, lambda: _update_list(one, ps, gs, slots, hyper), (ps, slots))
         fn = _UPDATES[("many", donate) + key] = jax.jit(update_many, donate_argnums=(2,) if donate else ())
     return fn
 
@@ -101,9 +102,10 @@ def _fused_program(plan, seed, key: tuple, build: Callable) -> tuple:
     def step(parts, seed, ps, slots, hyper, counter, ok, advance):
         gs = [g for g in gradients(parts, seed) if g is not None]
 
-        new_ps, new_slots = _update_list(one, ps, gs, slots, hyper)
-        new_counter = counter + jnp.ones((), counter.dtype) if advance else counter
-        return _gated(ok, (new_ps, new_slots, new_counter), (ps, slots, counter))
+        def update():
+            new_ps, new_slots = _update_list(one, ps, gs, slots, hyper)
+            return new_ps, new_slots, counter + jnp.ones((), counter.dtype) if advance else counter
+        return _gated(ok, update, (ps, slots, counter))
     programs = {donate: jax.jit(step, static_argnums=(7,), donate_argnums=(3,) if donate else ())
                 for donate in (False, True)}
     shapes = jax.eval_shape(gradients, plan.parts, seed)
@@ -125,17 +127,29 @@ def _compiled_if(key: tuple, build: Callable) -> Callable:
     fn = _UPDATES.get(gated)
     if fn is None:
         update = _compiled(key, build)
-        fn = _UPDATES[gated] = jax.jit(lambda ok, p, g, slots, hyper: _gated(ok, update(p, g, slots, hyper),
-                                                                           (p, slots)))
+        fn = _UPDATES[gated] = jax.jit(lambda ok, p, g, slots, hyper: _gated(
+            ok, lambda: update(p, g, slots, hyper), (p, slots)))
     return fn
 
 
-def _gated(ok, new, old):
-    """`new` where the traced bool `ok` holds, else `old` (every leaf); `new` when `ok` is
-    None. A select fuses into the update's own loops, where a conditional would copy."""
+def _gated(ok, update: Callable[[], Any], old):
+    """`update()` where the traced bool `ok` holds, else `old` (a pytree of the same
+    structure); `update()` when `ok` is None. One conditional on CPU (selects there make
+    XLA copy every parameter and slot); elsewhere selects, since XLA:GPU reads a
+    conditional's predicate on the host."""
     if ok is None:
-        return new
-    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+        return update()
+    return jax.lax.platform_dependent(cpu=functools.partial(_gated_by_conditional, ok, update, old),
+                                      default=functools.partial(_gated_by_select, ok, update, old))
+
+
+def _gated_by_conditional(ok, update: Callable[[], Any], old):
+    return jax.lax.cond(ok, update, lambda: old)
+
+
+def _gated_by_select(ok, update: Callable[[], Any], old):
+    """Every leaf a select, which fuses into the update's own loops."""
+    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), update(), old)
 
 
 class _Builtin(Optimizer):

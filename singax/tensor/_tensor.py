@@ -81,9 +81,17 @@ class Tensor(Handle):
         if name is None:
             name = f"Dummy#{next(_dummy_count)}"
         self.name = name
-        if creator is None:
-            creator = _dummy_class()(self, name)
-        self.creator = creator
+        if creator is not None:
+            self.creator = creator
+
+    def __getattr__(self, attr: str):
+        """A tensor that no operator made gets its `creator` (autograd's leaf `Dummy`) on
+        first read."""
+        d = self.__dict__
+        if attr == "creator" and "name" in d:
+            creator = d["creator"] = _dummy_class()(self, d["name"])
+            return creator
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
 
     __hash__ = object.__hash__
 
