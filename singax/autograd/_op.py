@@ -285,11 +285,19 @@ def _plan(root: Operator) -> "_Plan | None":
                     n = out_of[x_id] = len(outs)
                     outs.append((x, src_op.grad_name(max(j, 0))))
             wiring.append((i, j, n))
-        n_ys = len(ys) if isinstance(ys, tuple) else 1
-        key.append((static, tuple((a.shape, a.dtype) for a in jax.tree.leaves((saved, ys))), n_ys,
+        many = isinstance(ys, tuple)
+        key.append((static, _avals(saved) + _avals(ys if many else (ys,)), len(ys) if many else 1,
                     tuple(wiring)))
         parts.append((saved, ys))
     return _Plan(order, tuple(key), outs, parts)
+
+
+def _avals(arrays: tuple) -> tuple:
+    """The abstract values of a tuple of arrays (nested tuples and None allowed)."""
+    try:
+        return tuple([a.aval for a in arrays if a is not None])
+    except AttributeError:
+        return tuple([a.aval for a in jax.tree.leaves(arrays)])
 
 
 def loss_plan(y: Tensor) -> "tuple[_Plan, Any] | None":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import math
 import operator
 import re
 import warnings
@@ -113,7 +114,7 @@ class Tensor(Handle):
 
     def size(self) -> int:
         """Number of elements."""
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.__dict__["_data"].shape)
 
     def memsize(self) -> int:
         """Bytes held by the data."""
