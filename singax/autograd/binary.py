@@ -8,6 +8,7 @@ not call the builtin versions (use `builtins.` if ever needed).
 from __future__ import annotations
 
 import functools
+import math
 import operator
 
 import jax.numpy as jnp
@@ -47,28 +48,30 @@ def _mul(a, b):
 
 
 def _matmul_check(x, w):
-    if x.ndim == 0 or w.ndim == 0:
-        raise ValueError(f"matmul: inputs must be at least 1-D, got shapes {x.shape} and {w.shape}")
-    k = w.shape[-2] if w.ndim >= 2 else w.shape[0]
-    if x.shape[-1] != k:
-        raise ValueError(f"matmul: x of shape {x.shape} has {x.shape[-1]} columns but w of shape "
-                         f"{w.shape} has {k} rows")
+    xs, ws = x.shape, w.shape
+    if not xs or not ws:
+        raise ValueError(f"matmul: inputs must be at least 1-D, got shapes {xs} and {ws}")
+    k = ws[-2] if len(ws) >= 2 else ws[0]
+    if xs[-1] != k:
+        raise ValueError(f"matmul: x of shape {xs} has {xs[-1]} columns but w of shape "
+                         f"{ws} has {k} rows")
     try:
-        if x.ndim > 2 or w.ndim > 2:
-            np.broadcast_shapes(x.shape[:-2], w.shape[:-2])
+        if len(xs) > 2 or len(ws) > 2:
+            np.broadcast_shapes(xs[:-2], ws[:-2])
     except ValueError:
-        raise ValueError(f"matmul: batch dimensions of x {x.shape} and w {w.shape} do not broadcast") from None
+        raise ValueError(f"matmul: batch dimensions of x {xs} and w {ws} do not broadcast") from None
 
 
 def _add_bias_check(x, b, axis=0):
     if axis not in (0, 1):
         raise OperandError(f"add_bias: axis must be 0 (bias per column) or 1 (bias per row), got {axis!r}")
-    if x.ndim != 2:
-        raise ValueError(f"add_bias: x must be 2-D, got shape {x.shape}")
-    n = x.shape[1 - axis]
-    if not (b.ndim == 1 or (b.ndim == 2 and 1 in b.shape)) or b.size != n:
-        raise ValueError(f"add_bias: x of shape {x.shape} with axis={axis} needs a bias of {n} "
-                         f"elements (shape ({n},) or (1, {n})), got shape {b.shape}")
+    xs, bs = x.shape, b.shape
+    if len(xs) != 2:
+        raise ValueError(f"add_bias: x must be 2-D, got shape {xs}")
+    n = xs[1 - axis]
+    if not (len(bs) == 1 or (len(bs) == 2 and 1 in bs)) or math.prod(bs) != n:
+        raise ValueError(f"add_bias: x of shape {xs} with axis={axis} needs a bias of {n} "
+                         f"elements (shape ({n},) or (1, {n})), got shape {bs}")
 
 
 def _add_bias(x, b, axis=0):
