@@ -251,15 +251,16 @@ class _Builtin(Optimizer):
         """Check one update and return (its float32 master slot or None, its other slots)."""
         self._check_param(param_name, param_value, grad_shape)
         self._follow(param_value)
-        _, _, _, slot_names = self._cfg
-        cdt = _compute_dtype(param_value.data.dtype)
-        shape = param_value.shape
-        low = param_value.data.dtype in _LOW_PRECISION
-        # float16/bfloat16 parameters keep a float32 master copy that the update works on
-        keys = tuple(slot_names) + (("master",) if low else ())
-        slots = self._slots(param_name, param_value, keys,
-                            lambda: [jnp.zeros(shape, cdt) for _ in slot_names]
-                            + ([jnp.asarray(concrete(param_value), cdt)] if low else []))
+        slot_names = tuple(self._cfg[3])
+        dtype = param_value.data.dtype
+        low = dtype in _LOW_PRECISION
+
+        def make() -> list:
+            # float16/bfloat16 parameters keep a float32 master copy that the update works on
+            cdt, shape = _compute_dtype(dtype), param_value.shape
+            return ([jnp.zeros(shape, cdt) for _ in slot_names]
+                    + ([jnp.asarray(concrete(param_value), cdt)] if low else []))
+        slots = self._slots(param_name, param_value, slot_names + ("master",) if low else slot_names, make)
         return (slots[-1], slots[:-1]) if low else (None, slots)
 
     def _update_one(self, param_value: Tensor, param_grad: Tensor, prepared: tuple) -> None:
