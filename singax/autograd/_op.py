@@ -133,6 +133,8 @@ class BuiltinOperator(Operator):
     def __init__(self, *args, name: str | None = None, **kwargs):
         super().__init__(name)
         spec = self.spec
+        if not (args or kwargs or spec.attrs):
+            return
         if len(args) > len(spec.attr_names):
             raise TypeError(f"{spec.cls}: takes at most {len(spec.attr_names)} arguments "
                             f"({', '.join(spec.attr_names)}), got {len(args)}")
@@ -154,12 +156,12 @@ class BuiltinOperator(Operator):
     def _forward_raw(self, *xs):
         spec = self.spec
         key = self._key()
-        fwd, _, plain = spec.compiled(key)
+        fwd, _, plain = spec._compiled.get(key) or spec.compiled(key)
         if spec.check is not None:
             spec.check(*xs, **dict(zip(spec.attr_names, key)))
         keep = spec.differentiable and getattr(self, "requires_grad", True) and is_training()
         try:
-            if spec.grad is None and keeps_residuals(keep, xs):
+            if keep and spec.grad is None and keeps_residuals(keep, xs):
                 diff = spec._diff_indices(xs)
                 ys, pull = vjp_over(plain, xs, diff)
                 self._pullback, self._diff, self._n = pull, diff, len(xs)

@@ -34,6 +34,9 @@ class Source(NamedTuple):
     stores_grad: bool
 
 
+_new_source = tuple.__new__   # Source's fields without its Python-level constructor
+
+
 class Operator:
     """Base of every autograd operator (SINGA 2 name: `Operation`).
 
@@ -77,14 +80,16 @@ class Operator:
             stores = x.stores_grad
             if x.requires_grad:
                 grad = True
-            src.append(Source(x.creator, id(x), x if stores else None, stores))
+            src.append(_new_source(Source, (x.creator, id(x), x if stores else None, stores)))
             arrays.append(x.data)
         self.requires_grad, self.src = grad, src
-        dev = xs[0].device if xs else None
         ys = self._forward_raw(*arrays)
+        dev = xs[0].device if xs else None
         if not isinstance(ys, tuple):
-            ys = (ys,)
-        outs = tuple(_wrap(y, dev, grad, self, self.output_name(i)) for i, y in enumerate(ys))
+            y = _wrap(ys, dev, grad, self, self.output_name(0))
+            self.y_id2idx = {id(y): 0}
+            return (y,)
+        outs = tuple([_wrap(y, dev, grad, self, self.output_name(i)) for i, y in enumerate(ys)])
         self.y_id2idx = {id(y): i for i, y in enumerate(outs)}
         return outs
 
