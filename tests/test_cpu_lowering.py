@@ -74,3 +74,24 @@ def test_batch_norm_folded_matches_textbook_formula(shape):
         np.testing.assert_allclose(np.asarray(a).reshape(-1), np.asarray(b), rtol=1e-6, atol=1e-6)
     for a, b in zip(pull(dy), pull_want(dy)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, axes, bshape", [((4, 3, 5, 6), (0, 2, 3), (1, -1, 1, 1)),
+                                                 ((2, 3, 4, 5, 6), (1, 3, 4), (1, -1, 1, 1)),   # 2 groups
+                                                 ((7, 5), (0,), (1, -1))])
+def test_batch_norm_folded_gradient_of_every_output_in_float64(shape, axes, bshape, x64):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape) * 3 + 2
+    channels = shape[-3] if len(bshape) == 4 else shape[-1]
+    scale, bias = rng.standard_normal(channels), rng.standard_normal(channels)
+
+    def textbook(x, scale, bias):
+        mean, var = jnp.mean(x, axes, keepdims=True), jnp.var(x, axes, keepdims=True)
+        y = (x - mean) / jnp.sqrt(var + 1e-5)
+        return y * scale.reshape(bshape) + bias.reshape(bshape), mean, var
+
+    cts = [rng.standard_normal(o.shape) for o in textbook(x, scale, bias)]
+    _, pull = jax.vjp(lambda *a: _cpu_lowering.batch_norm_folded(*a, axes, bshape, 1e-5), x, scale, bias)
+    _, pull_want = jax.vjp(textbook, x, scale, bias)
+    for got, want in zip(pull(tuple(cts)), pull_want(tuple(cts))):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-9, atol=1e-9)
