@@ -168,7 +168,7 @@ class GraphFunction:
         return jax.tree_util.tree_unflatten(entry.out_tree, leaves)
 
     def _step_fn(self, state: list[Handle], args, kwargs, inputs: list[Tensor], record: dict,
-                 batch_groups: int = 1):
+                 batch_groups: int = 1, platform: str | None = None):
         """The pure function that jax traces: state and inputs in, new state and outputs out."""
 
         def step(state_arrays, input_arrays):
@@ -179,7 +179,7 @@ class GraphFunction:
                 h.__dict__["_data"] = a
             for x, a in zip(inputs, input_arrays):
                 x.__dict__["_data"] = a
-            state_log = StateLog(next_serial(), batch_groups)
+            state_log = StateLog(next_serial(), batch_groups, platform)
             try:
                 with state_log:
                     try:
@@ -213,7 +213,7 @@ class GraphFunction:
                 _follow_inputs(state, inputs[0].device)
             record: dict = {}
             step = self._step_fn(state, args, kwargs, inputs, record,
-                                 mesh.devices.size if mesh is not None else 1)
+                                 mesh.devices.size if mesh is not None else 1, _platform(mesh, inputs))
             if scan:
                 step = _scanned(step)
             state_arrays = [_strong(h.data) for h in state]
@@ -259,6 +259,13 @@ def _follow_inputs(state: list, dev) -> None:
             h.__dict__["_data"] = jax.device_put(a, jdev)
             if isinstance(h, Tensor):
                 h.device = dev
+
+
+def _platform(mesh, inputs: list) -> str | None:
+    """The platform the step will run on: its mesh's, else its inputs' device's."""
+    if mesh is not None:
+        return mesh.devices.flat[0].platform
+    return inputs[0].device.jax_device.platform if inputs else None
 
 
 def _merge(old: list, new: list) -> list:

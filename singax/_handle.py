@@ -21,10 +21,11 @@ class StateLog:
 
     active: "StateLog | None" = None
 
-    def __init__(self, first_serial: int, batch_groups: int = 1):
+    def __init__(self, first_serial: int, batch_groups: int = 1, platform: str | None = None):
         self.first_serial = first_serial
         # data-parallel workers the traced step's batch is split over (each normalises its own part)
         self.batch_groups = batch_groups
+        self.platform = platform   # the traced step's device platform ("cpu", "gpu"...), if known
         self.read: dict[int, Handle] = {}      # pre-existing handles read
         self.written: dict[int, Handle] = {}   # pre-existing or concretely-created handles written
         self.original: dict[int, Any] = {}    # id(handle) -> value before the first write

@@ -680,10 +680,14 @@ def test_stepping_from_something_not_a_tensor_says_so(make, bad):
     assert float(o.step_counter.data[0]) == 0.0
 
 
-@pytest.mark.parametrize("gate", ["_gated_by_conditional", "_gated_by_select", "_gated"])
-def test_a_failed_step_guard_keeps_parameters_and_slots(gate):
+@pytest.mark.parametrize("gate, platform", [("_gated_by_conditional", None), ("_gated_by_select", None),
+                                            ("_gated", None), ("_gated", "cpu"), ("_gated", "gpu")])
+def test_a_failed_step_guard_keeps_parameters_and_slots(gate, platform):
+    import functools
     from singax.opt import _builtin
     gated = getattr(_builtin, gate)
+    if platform is not None:
+        gated = functools.partial(gated, platform=platform)
     p, s, g = jnp.array([1.0, -2.0]), jnp.array([0.5, 0.25]), jnp.array([0.1, 0.3])
 
     def sgd_momentum():

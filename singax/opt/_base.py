@@ -100,6 +100,12 @@ def _step_guard():
     return functools.reduce(jnp.logical_and, log.guards)
 
 
+def _guard_platform() -> str | None:
+    """The platform of the compiled step being traced, when known (see `opt._builtin._gated`)."""
+    log = StateLog.active
+    return log.platform if log is not None else None
+
+
 @jax.jit
 def _increment(counter):
     return counter + jnp.ones((), counter.dtype)

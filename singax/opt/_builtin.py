@@ -15,7 +15,7 @@ from .. import tensor
 from .._handle import concrete
 from ..autograd._op import loss_plan, plan_gradients
 from ..tensor import Tensor
-from ._base import Optimizer, _compute_dtype, _named, _require, _step_guard
+from ._base import Optimizer, _compute_dtype, _guard_platform, _named, _require, _step_guard
 
 _LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
@@ -54,15 +54,16 @@ def _compiled(key: tuple, build: Callable) -> Callable:
 
 def _compiled_many(key: tuple, build: Callable, donate: bool) -> Callable:
     """The jitted update of a list of parameters in one program (slot buffers donated if
-    asked): `(ps, gs, slots, hyper, ok)`; with a traced bool `ok` (a compiled step's
-    guards) nothing changes unless it is true."""
+    asked): `(ps, gs, slots, hyper, ok, platform)`; with a traced bool `ok` (a compiled
+    step's guards) nothing changes unless it is true (see `_gated`)."""
     fn = _UPDATES.get(("many", donate) + key)
     if fn is None:
         one = _update_fn(("many",) + key, build)
 
-        def update_many(ps, gs, slots, hyper, ok):
-            return _gated(ok, lambda: _update_list(one, ps, gs, slots, hyper), (ps, slots))
-        fn = _UPDATES[("many", donate) + key] = jax.jit(update_many, donate_argnums=(2,) if donate else ())
+        def update_many(ps, gs, slots, hyper, ok, platform):
+            return _gated(ok, lambda: _update_list(one, ps, gs, slots, hyper), (ps, slots), platform)
+        fn = _UPDATES[("many", donate) + key] = jax.jit(update_many, static_argnums=(5,),
+                                                         donate_argnums=(2,) if donate else ())
     return fn
 
 
@@ -86,7 +87,7 @@ _FUSED_STEPS: dict[tuple, tuple] = {}
 def _fused_program(plan, seed, key: tuple, build: Callable) -> tuple:
     """`(programs, gradient shapes)` for one tape signature and optimizer configuration.
 
-    `programs[donate](parts, seed, ps, slots, hyper, counter, ok, advance)` runs the
+    `programs[donate](parts, seed, ps, slots, hyper, counter, ok, advance, platform)` runs the
     tape's backward, updates every parameter that gets a gradient and (if `advance`)
     increments the counter, in one jitted program; slot buffers are donated when
     `donate`. With a traced bool `ok` (a compiled step's guards) nothing changes unless
@@ -99,14 +100,14 @@ def _fused_program(plan, seed, key: tuple, build: Callable) -> tuple:
     gradients = plan_gradients(plan)
     one = _update_fn(("fused",) + key, build)
 
-    def step(parts, seed, ps, slots, hyper, counter, ok, advance):
+    def step(parts, seed, ps, slots, hyper, counter, ok, advance, platform):
         gs = [g for g in gradients(parts, seed) if g is not None]
 
         def update():
             new_ps, new_slots = _update_list(one, ps, gs, slots, hyper)
             return new_ps, new_slots, counter + jnp.ones((), counter.dtype) if advance else counter
-        return _gated(ok, update, (ps, slots, counter))
-    programs = {donate: jax.jit(step, static_argnums=(7,), donate_argnums=(3,) if donate else ())
+        return _gated(ok, update, (ps, slots, counter), platform)
+    programs = {donate: jax.jit(step, static_argnums=(7, 8), donate_argnums=(3,) if donate else ())
                 for donate in (False, True)}
     shapes = jax.eval_shape(gradients, plan.parts, seed)
     got = _FUSED_STEPS[cache_key] = (programs, shapes)
@@ -122,23 +123,27 @@ def _only_held_by_slots(slot_arrays: list) -> bool:
 
 
 def _compiled_if(key: tuple, build: Callable) -> Callable:
-    """`_compiled` gated by a traced bool: `(ok, p, g, slots, hyper)`; p and slots stay when not ok."""
+    """`_compiled` gated by a traced bool: `(ok, p, g, slots, hyper, platform)`; p and slots
+    stay when not ok."""
     gated = ("if",) + key
     fn = _UPDATES.get(gated)
     if fn is None:
         update = _compiled(key, build)
-        fn = _UPDATES[gated] = jax.jit(lambda ok, p, g, slots, hyper: _gated(
-            ok, lambda: update(p, g, slots, hyper), (p, slots)))
+        fn = _UPDATES[gated] = jax.jit(lambda ok, p, g, slots, hyper, platform: _gated(
+            ok, lambda: update(p, g, slots, hyper), (p, slots), platform), static_argnums=(5,))
     return fn
 
 
-def _gated(ok, update: Callable[[], Any], old):
+def _gated(ok, update: Callable[[], Any], old, platform: str | None = None):
     """`update()` where the traced bool `ok` holds, else `old` (a pytree of the same
     structure); `update()` when `ok` is None. One conditional on CPU (selects there make
     XLA copy every parameter and slot); elsewhere selects, since XLA:GPU reads a
-    conditional's predicate on the host."""
+    conditional's predicate on the host. `platform` (the compiled step's) picks one; when
+    it is None the choice is left to lowering (both are traced)."""
     if ok is None:
         return update()
+    if platform is not None:
+        return (_gated_by_conditional if platform == "cpu" else _gated_by_select)(ok, update, old)
     return jax.lax.platform_dependent(cpu=functools.partial(_gated_by_conditional, ok, update, old),
                                       default=functools.partial(_gated_by_select, ok, update, old))
 
@@ -202,7 +207,7 @@ class _Builtin(Optimizer):
             slot_arrays = [tuple(s.data for s in prep[1]) for _, _, prep in pairs]
             new_ps, new_slots = _compiled_many(key, build, _only_held_by_slots(slot_arrays))(
                 [p.data for p, _, _ in pairs], [g.data for _, g, _ in pairs], slot_arrays,
-                tuple(t.data for t in hypers), ok)
+                tuple(t.data for t in hypers), ok, _guard_platform())
             _write_back([p for p, _, _ in pairs], [prep[1] for _, _, prep in pairs], new_ps, new_slots)
         if ok is not None:
             self._count_skipped(ok)
@@ -235,7 +240,7 @@ class _Builtin(Optimizer):
         ok = _step_guard()
         new_ps, new_slots, counter = program[donate](
             plan.parts, seed, [p.data for p, _ in pairs], slot_arrays,
-            tuple(t.data for t in self._cfg[2]), self.step_counter.data, ok, advance)
+            tuple(t.data for t in self._cfg[2]), self.step_counter.data, ok, advance, _guard_platform())
         _write_back([p for p, _ in pairs], [prep[1] for _, prep in pairs], new_ps, new_slots)
         if ok is not None:
             self._count_skipped(ok)
@@ -269,7 +274,8 @@ class _Builtin(Optimizer):
         args = (master.data if master is not None else param_value.data, param_grad.data,
                 tuple(s.data for s in slots), tuple(t.data for t in hypers))
         ok = _step_guard()
-        new_p, new_slots = _compiled(key, build)(*args) if ok is None else _compiled_if(key, build)(ok, *args)
+        new_p, new_slots = (_compiled(key, build)(*args) if ok is None
+                            else _compiled_if(key, build)(ok, *args, _guard_platform()))
         if master is not None:
             master.data = new_p
             new_p = new_p.astype(param_value.data.dtype)
