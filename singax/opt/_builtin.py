@@ -59,17 +59,17 @@ def _compiled_many(key: tuple, build: Callable, donate: bool) -> Callable:
     fn = _UPDATES.get(("many", donate) + key)
     if fn is None:
         one = _update_fn(("many",) + key, build)
-
-        def update_many(ps, gs, slots, hyper, ok, platform):
-            return _gated(ok, lambda: _update_list(one, ps, gs, slots, hyper), (ps, slots), platform)
-        fn = _UPDATES[("many", donate) + key] = jax.jit(update_many, static_argnums=(5,),
+        fn = _UPDATES[("many", donate) + key] = jax.jit(functools.partial(_update_list, one), static_argnums=(5,),
                                                          donate_argnums=(2,) if donate else ())
     return fn
 
 
-def _update_list(one: Callable, ps, gs, slots, hyper) -> tuple[list, list]:
-    """`one` (a single parameter's update) over lists: (new parameters, new slot tuples)."""
-    out = [one(p, g, s, hyper) for p, g, s in zip(ps, gs, slots)]
+def _update_list(one: Callable, ps, gs, slots, hyper, ok=None, platform: str | None = None) -> tuple[list, list]:
+    """`one` (a single parameter's update) over lists: (new parameters, new slot tuples).
+    With a traced bool `ok`, each parameter's update is gated on its own (see `_gated`), so
+    it can start as soon as its gradient is ready."""
+    out = [_gated(ok, functools.partial(one, p, g, s, hyper), (p, s), platform)
+           for p, g, s in zip(ps, gs, slots)]
     return [o[0] for o in out], [o[1] for o in out]
 
 
@@ -103,10 +103,9 @@ def _fused_program(plan, seed, key: tuple, build: Callable) -> tuple:
     def step(parts, seed, ps, slots, hyper, counter, ok, advance, platform):
         gs = [g for g in gradients(parts, seed) if g is not None]
 
-        def update():
-            new_ps, new_slots = _update_list(one, ps, gs, slots, hyper)
-            return new_ps, new_slots, counter + jnp.ones((), counter.dtype) if advance else counter
-        return _gated(ok, update, (ps, slots, counter), platform)
+        new_ps, new_slots = _update_list(one, ps, gs, slots, hyper, ok, platform)
+        new_counter = counter + jnp.ones((), counter.dtype) if advance else counter
+        return new_ps, new_slots, new_counter if ok is None else jnp.where(ok, new_counter, counter)
     programs = {donate: jax.jit(step, static_argnums=(7, 8), donate_argnums=(3,) if donate else ())
                 for donate in (False, True)}
     shapes = jax.eval_shape(gradients, plan.parts, seed)
@@ -136,7 +135,7 @@ def _compiled_if(key: tuple, build: Callable) -> Callable:
 
 def _gated(ok, update: Callable[[], Any], old, platform: str | None = None):
     """`update()` where the traced bool `ok` holds, else `old` (a pytree of the same
-    structure); `update()` when `ok` is None. One conditional on CPU (selects there make
+    structure); `update()` when `ok` is None. A conditional on CPU (selects there make
     XLA copy every parameter and slot); elsewhere selects, since XLA:GPU reads a
     conditional's predicate on the host. `platform` (the compiled step's) picks one; when
     it is None the choice is left to lowering (both are traced)."""
