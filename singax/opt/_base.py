@@ -134,7 +134,6 @@ def _require(owner: str, what: str, sched: DecayScheduler, ok: bool, rule: str) 
 
 
 @functools.lru_cache(maxsize=None)
-@functools.cache
 def _compute_dtype(dtype) -> np.dtype:
     """float16/bfloat16 params are updated in float32; float64 stays float64."""
     return jnp.promote_types(dtype, jnp.float32)

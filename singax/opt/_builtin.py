@@ -59,12 +59,13 @@ def _compiled_many(key: tuple, build: Callable, donate: bool) -> Callable:
     fn = _UPDATES.get(("many", donate) + key)
     if fn is None:
         one = _update_fn(("many",) + key, build)
-        fn = _UPDATES[("many", donate) + key] = jax.jit(functools.partial(_update_list, one), static_argnums=(5,),
-                                                         donate_argnums=(2,) if donate else ())
+        fn = _UPDATES[("many", donate) + key] = jax.jit(
+            functools.partial(_update_list, one), static_argnums=(5,), donate_argnums=(2,) if donate else ())
     return fn
 
 
-def _update_list(one: Callable, ps, gs, slots, hyper, ok=None, platform: str | None = None) -> tuple[list, list]:
+def _update_list(one: Callable, ps, gs, slots, hyper, ok=None,
+                 platform: str | None = None) -> tuple[list, list]:
     """`one` (a single parameter's update) over lists: (new parameters, new slot tuples).
     With a traced bool `ok`, each parameter's update is gated on its own (see `_gated`), so
     it can start as soon as its gradient is ready."""
