@@ -6,9 +6,11 @@ strided slices instead; its gradient is then a few fused elementwise kernels. It
 plain `jax.numpy`, so every transformation applies. `cpu_or_default` picks the lowering
 when the program is lowered for a platform, so GPU and TPU programs keep `reduce_window`.
 
-Batch normalisation: the same two-pass statistics, with the scale folded into the
-per-channel factor and the centred input computed once, which XLA:CPU fuses into fewer,
-cheaper passes (forward and gradient) than the textbook expression.
+Batch normalisation: the same two-pass statistics, with the centred input feeding only
+the variance's reduction, and y = x * a + b with per-channel a = scale / sigma and
+b = bias - mean * a (as PyTorch's CPU kernel computes it). XLA:CPU then never writes the
+centred input out, and the gradient takes fewer, cheaper passes than the textbook
+expression's.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def batch_norm_folded(x, scale, bias, axes: tuple[int, ...], shape: tuple[int, .
     """Training-mode batch normalisation over `axes`: (y, batch mean, biased batch variance),
     the statistics with `axes` kept; `shape` broadcasts scale and bias against x's trailing axes."""
     mean = jnp.mean(x, axes, keepdims=True)
-    centred = x - mean
-    var = jnp.mean(centred * centred, axes, keepdims=True)
-    y = centred * (lax.rsqrt(var + eps) * scale.reshape(shape)) + bias.reshape(shape)
+    var = jnp.mean(jnp.square(x - mean), axes, keepdims=True)
+    factor = lax.rsqrt(var + eps) * scale.reshape(shape)
+    y = x * factor + (bias.reshape(shape) - mean * factor)
     return y, mean, var
