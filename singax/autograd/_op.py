@@ -156,12 +156,12 @@ class BuiltinOperator(Operator):
     def _forward_raw(self, *xs):
         spec = self.spec
         key = self._key()
-        fwd, _, plain = spec._compiled.get(key) or spec.compiled(key)
+        fwd, _, plain = spec.compiled(key)
         if spec.check is not None:
             spec.check(*xs, **dict(zip(spec.attr_names, key)))
         keep = spec.differentiable and getattr(self, "requires_grad", True) and is_training()
         try:
-            if keep and spec.grad is None and keeps_residuals(keep, xs):
+            if spec.grad is None and keeps_residuals(keep, xs):
                 diff = spec._diff_indices(xs)
                 ys, pull = vjp_over(plain, xs, diff)
                 self._pullback, self._diff, self._n = pull, diff, len(xs)

@@ -86,9 +86,7 @@ class Operator:
         ys = self._forward_raw(*arrays)
         dev = xs[0].device if xs else None
         if not isinstance(ys, tuple):
-            y = _wrap(ys, dev, grad, self, self.output_name(0))
-            self.y_id2idx = {id(y): 0}
-            return (y,)
+            ys = (ys,)
         outs = tuple([_wrap(y, dev, grad, self, self.output_name(i)) for i, y in enumerate(ys)])
         self.y_id2idx = {id(y): i for i, y in enumerate(outs)}
         return outs

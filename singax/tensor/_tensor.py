@@ -17,7 +17,6 @@ import numpy as np
 from .. import device as _device
 from .._ctensor import CTensor as _CTensor
 from .._handle import Handle, is_tracer
-from .._handle import _serial as _handle_serial
 from ._engine import (_ARRAY_TYPES, _COMPARISONS, _INT_KERNELS, _KERNELS, _NP_TO_CODE,
                       IndexValueError, _bernoulli, _device_of, _fill_value, _float_of, _fresh, _from_host,
                       _index_int, _axis, _normal, _np_input, _on, _reshape_target,
@@ -76,9 +75,7 @@ class Tensor(Handle):
 
     def _init(self, arr, dev, requires_grad: bool = True, stores_grad: bool = False,
               creator: Any = None, name: str | None = None) -> None:
-        d = self.__dict__
-        d["_serial"] = next(_handle_serial)
-        d["_data"] = arr
+        Handle.__init__(self, arr)
         self.device = dev
         self.requires_grad = requires_grad
         self.stores_grad = stores_grad
