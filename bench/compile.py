@@ -8,6 +8,7 @@ in one process, from the same initial parameters and data:
   eager  the same Model with `use_graph=False`
   kstep  `Model.train_steps`: K steps in one dispatch (W1 only by default)
   torch  PyTorch eager from A's initial arrays, when `torch` is importable
+  tcompile  the same PyTorch step with its forward under `torch.compile` (opt-in)
 
 Every singax row runs on the device a SINGA script would pick: the first accelerator
 (`device.create_cuda_gpu()`) when JAX has one, else the host CPU; A uses the same
@@ -40,6 +41,7 @@ IMPL_NAMES = {
     "eager": "singax eager (use_graph=False)",
     "kstep": "singax K-step (train_steps, K={k})",
     "torch": torch_rows.NAME,
+    "tcompile": torch_rows.COMPILED_NAME,
 }
 TARGETS = {"graph_vs_A": {"W1": 1.05, "W2": 1.05, "W3": 1.02, "W4": 1.02}, "compile_vs_A": 1.5,
            "eager_vs_A_cpu": {"W1": 2.0, "W2": 1.2}}
@@ -153,18 +155,17 @@ def check_targets(key: str, res: dict) -> list[str]:
         t = TARGETS["eager_vs_A_cpu"].get(key) if a.device.startswith("cpu") else None
         lines.append(f"- eager step / A: {ratio:.2f}×" + (f" (CPU target ≤ {t:.1f}×): {verdict(ratio <= t)}"
                                                            if t else ""))
-    if "torch" in res:
-        tr = res["torch"]
-        for k in ("graph", "eager"):
+    for ref, label in (("torch", "PyTorch eager"), ("tcompile", "torch.compile")):
+        for k in ("graph", "eager") if ref in res else ():
             if k in res:
-                ratio = res[k].median_s / tr.median_s
-                lines.append(f"- {k} step / PyTorch eager: {ratio:.2f}× (target ≤ 1): {verdict(ratio <= 1)}")
+                ratio = res[k].median_s / res[ref].median_s
+                lines.append(f"- {k} step / {label}: {ratio:.2f}× (target ≤ 1): {verdict(ratio <= 1)}")
     if a is not None and "kstep" in res:
         ks = res["kstep"]
         ratio = ks.median_s / a.median_s
         lines.append(f"- K-step per step / A: {ratio:.3f}× (target < 1): {verdict(ratio < 1)}")
     if a is not None:
-        for k in ("graph", "eager", "kstep", "torch"):
+        for k in ("graph", "eager", "kstep", "torch", "tcompile"):
             if k in res:
                 d1 = abs(res[k].loss1 - a.loss1)
                 lines.append(f"- loss@1 {k} − A: {d1:.2e}" + ("" if d1 <= 1e-4 * max(1.0, abs(a.loss1))
@@ -192,7 +193,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workloads", default="W1,W2,W3,W4", help="comma-separated subset of W1,W2,W3,W4")
     p.add_argument("--impls", default="A,graph,eager,kstep,torch",
-                   help="subset of A,graph,eager,kstep,torch (torch runs only when importable)")
+                   help="subset of A,graph,eager,kstep,torch,tcompile (torch rows run only when "
+                        "torch is importable; tcompile is torch.compile's Inductor, needs a C++ compiler)")
     p.add_argument("--kstep-workloads", default="W1", help="workloads that also run K-step mode")
     p.add_argument("--k", type=int, default=10, help="steps per dispatch in K-step mode")
     p.add_argument("--steps", type=int, help="timed steps per implementation (default per workload)")
@@ -234,9 +236,11 @@ def main(argv=None) -> int:
         for mode in ("graph", "eager", "kstep"):
             if mode in impls_wanted and (mode != "kstep" or use_k):
                 impls.append(singax_impl(wl, ref_states, batch, mode, args.k))
-        if "torch" in impls_wanted and torch_rows.available():
-            params, state = wl.to_jax(ref_model)
-            impls.append(torch_rows.torch_impl(key, params, state, batch, args.precision, info["platform"]))
+        for mode in ("torch", "tcompile"):
+            if mode in impls_wanted and torch_rows.available():
+                params, state = wl.to_jax(ref_model)
+                impls.append(torch_rows.torch_impl(key, params, state, batch, args.precision, info["platform"],
+                                                   compiled=mode == "tcompile"))
         results = harness.run_impls(impls, warmup, steps, args.rounds)
         res = harness.by_key(results)
         lines += [f"## {key}: {wl.title}", ""]

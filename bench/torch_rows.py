@@ -23,6 +23,7 @@ import numpy as np
 import harness
 
 NAME = "PyTorch eager (torch.nn.functional + torch.optim)"
+COMPILED_NAME = "PyTorch torch.compile (forward + backward; torch.optim eager)"
 
 
 def available() -> bool:
@@ -105,8 +106,10 @@ OPTIMIZERS = {  # workload -> (torch.optim class name, keyword arguments), as it
 
 
 def torch_impl(key: str, params: Any, state: Any, batch: tuple, precision: str = "highest",
-               jax_platform: str = "cpu") -> harness.Impl:
-    """The PyTorch eager row of workload `key`, from A's initial (params, state) numpy trees."""
+               jax_platform: str = "cpu", compiled: bool = False) -> harness.Impl:
+    """The PyTorch eager row of workload `key`, from A's initial (params, state) numpy trees;
+    with `compiled`, the forward (and so its backward) goes through `torch.compile`'s default
+    Inductor backend."""
     import torch
     import torch.nn.functional as F
     t0 = time.perf_counter()
@@ -126,10 +129,13 @@ def torch_impl(key: str, params: Any, state: Any, batch: tuple, precision: str =
     cls, kw = OPTIMIZERS[key]
     optimizer = getattr(torch.optim, cls)(_leaves(p), **kw)
     forward = FORWARDS[key]
+    loss_fn = lambda p, s, x, y: forward(F, p, s, x, y)  # noqa: E731
+    if compiled:
+        loss_fn = torch.compile(loss_fn)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss = forward(F, p, s, x, y)
+        loss = loss_fn(p, s, x, y)
         loss.backward()
         optimizer.step()
         return loss
@@ -145,5 +151,6 @@ def torch_impl(key: str, params: Any, state: Any, batch: tuple, precision: str =
         return harness.peak_memory_bytes()
 
     name = f"{dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "")
-    return harness.Impl(NAME, step, losses=lambda loss: [float(loss.item())], sync=sync,
-                        init_s=time.perf_counter() - t0, key="torch", device=name, memory=memory)
+    return harness.Impl(COMPILED_NAME if compiled else NAME, step, losses=lambda loss: [float(loss.item())],
+                        sync=sync, init_s=time.perf_counter() - t0, key="tcompile" if compiled else "torch",
+                        device=name, memory=memory)

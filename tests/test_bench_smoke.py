@@ -60,3 +60,14 @@ def test_eager_bench_quick(tmp_path):
         # after warm-up the eager step must not trace or compile anything
         assert rows["eager"]["traces"] == 0, name
         assert rows["eager"]["compiles"] == 0, name
+
+
+def test_step_costs_sums_onednn_verbose_lines_of_both_formats():
+    import step_costs
+    old = "onednn_verbose,exec,cpu,convolution,jit:avx512_core,forward_training,src_f32::blocked:abcd::f0,,,mb32,4.0"
+    new = ("onednn_verbose,v1,primitive,exec,cpu,reorder,jit:blk,undef,src:f32::blocked:aBcd16b::f0 "
+           "dst:f32::blocked:abcd::f0,attr-scratchpad:user,,32x64x32x32,3.0")
+    text = "\n".join([old, step_costs.START, old, new, old, new, new, "other output", step_costs.END, old])
+    kinds, reorders = step_costs.summarize_verbose(text, steps=2)
+    assert kinds == {"convolution forward_training (jit:avx512_core)": 4.0, "reorder": 4.5}
+    assert reorders == {"4-D aBcd16b -> abcd": 4.5}
