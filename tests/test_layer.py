@@ -566,6 +566,19 @@ def test_cudnn_rnn_tanh_matches_recurrence(batch_first, return_sequences):
     np.testing.assert_allclose(npy(y), ref, rtol=1e-4, atol=1e-5)
 
 
+def test_cudnn_rnn_reads_command_line_switches_as_written():
+    """Scripts pass argparse strings ('False'); bool('False') would turn the switch on."""
+    uni = layer.CudnnRNN(4, bidirectional="False", return_sequences="false")
+    assert uni(T(rand(2, 3, 5))).shape == (2, 4)
+    bi = layer.CudnnRNN(4, bidirectional="True", return_sequences=" TRUE ")
+    assert bi(T(rand(2, 3, 5))).shape == (2, 3, 8)
+    assert layer.CudnnRNN(4, bidirectional=np.bool_(True)).bidirectional is True
+    with pytest.raises(TypeError, match="CudnnRNN: bidirectional must be a bool, got the string 'yes'"):
+        layer.CudnnRNN(4, bidirectional="yes")
+    with pytest.raises(TypeError, match="CudnnRNN: return_sequences must be a bool, got NoneType"):
+        layer.CudnnRNN(4, return_sequences=None)
+
+
 def test_cudnn_rnn_lstm_shapes():
     rnn = layer.CudnnRNN(4, num_layers=2, bidirectional=True)
     y = rnn(T(rand(2, 3, 5)))

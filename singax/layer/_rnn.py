@@ -6,6 +6,7 @@ import warnings
 from typing import Any, Sequence
 
 import jax.numpy as jnp
+import numpy as np
 
 from .. import autograd
 from ..autograd.rnn import CudnnRNNHandle
@@ -157,6 +158,18 @@ def _pair_states(layer: Layer, h0_c0: Any) -> tuple:
     return tuple(h0_c0)
 
 
+def _flag(name: str, value: Any) -> bool:
+    """A CudnnRNN switch as a bool; the strings "True"/"False" (any case) are read as
+    written, as command-line scripts pass them (`bool("False")` would be True)."""
+    if isinstance(value, str):
+        if value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise TypeError(f"CudnnRNN: {name} must be a bool, got the string {value!r}")
+    if isinstance(value, (bool, int, np.bool_, np.integer)):
+        return bool(value)
+    raise TypeError(f"CudnnRNN: {name} must be a bool, got {type(value).__name__}")
+
+
 class CudnnRNN(Layer):
     """Multi-layer (bidirectional) RNN, LSTM or GRU over a whole sequence in one op
     (`lax.scan`), with cuDNN's flat weight vector `W`.
@@ -169,7 +182,10 @@ class CudnnRNN(Layer):
     `rnn_mode` is "lstm", "gru", "tanh" (or "vanilla") or "relu"; `activation` is unused.
     W ~ U(-1/sqrt(H), 1/sqrt(H)). The flat layout is described in `autograd.CudnnRNNHandle`.
 
-    SINGA: CUDA only; singax runs everywhere and applies no dropout between layers.
+    The bool switches also take the strings "True"/"False" (any case).
+
+    SINGA: CUDA only; singax runs everywhere and applies no dropout between layers. SINGA
+    took any non-empty string switch as true.
     """
 
     def __init__(self, hidden_size: int, activation: str = "tanh", num_layers: int = 1, bias: bool = True,
@@ -180,9 +196,10 @@ class CudnnRNN(Layer):
             raise ValueError(f"CudnnRNN: rnn_mode must be 'lstm', 'gru', 'tanh', 'vanilla' or 'relu', "
                              f"got {rnn_mode!r}")
         self.hidden_size, self.activation, self.num_layers = hidden_size, activation, num_layers
-        self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
-        self.bidirectional, self.rnn_mode = bidirectional, rnn_mode
-        self.use_mask, self.return_sequences = use_mask, return_sequences
+        self.bias, self.batch_first = _flag("bias", bias), _flag("batch_first", batch_first)
+        self.dropout, self.rnn_mode = dropout, rnn_mode
+        self.bidirectional = _flag("bidirectional", bidirectional)
+        self.use_mask, self.return_sequences = _flag("use_mask", use_mask), _flag("return_sequences", return_sequences)
 
     def _time_major(self, shape: tuple) -> tuple:
         return (shape[1], shape[0], shape[2]) if self.batch_first else shape

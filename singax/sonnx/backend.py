@@ -127,6 +127,24 @@ def _value_info(vi) -> ValueInfo:
     return ValueInfo(vi.name, dtype, shape, kind)
 
 
+def _convert_input(info: ValueInfo, arr):
+    """`arr` converted to the declared number kind: integers and bools to float, and whole
+    floats to integers (rounded, as ids held in float32 Tensors); a float with a fraction
+    given for an integer input is an error."""
+    want = np.dtype(info.dtype)
+    if want.kind in "iu" and np.dtype(arr.dtype).kind == "f":
+        if not isinstance(arr, jax.core.Tracer):
+            host = np.asarray(arr)
+            if not np.all(np.isfinite(host)) or np.any(host != np.round(host)):
+                raise TypeError(f"sonnx: input {info.name!r} is an integer input ({want}); got "
+                                f"{np.dtype(arr.dtype)} values that are not whole numbers")
+        return jax.numpy.round(arr).astype(want)
+    if want.kind in "iuf" and np.dtype(arr.dtype).kind in "iufb":
+        return jax.numpy.asarray(arr).astype(want)
+    raise TypeError(f"sonnx: input {info.name!r} must be {want} (as the model declares), "
+                    f"got {np.dtype(arr.dtype)}")
+
+
 def _resolve_device(device) -> _device.Device:
     if isinstance(device, _device.Device):
         return device
@@ -327,18 +345,23 @@ class SingaRep(BackendRep):
         return self._tensor_input(info, v)
 
     def _tensor_input(self, info: ValueInfo, v) -> Tensor:
+        """The Tensor fed to graph input `info`: its rank must match the declaration; its
+        sizes need not (the nodes check what they need, and zoo models often declare batch 1),
+        and a number kind other than the declared one is converted by value.
+
+        SINGA: no check at all; a float Tensor reaches integer ops (Gather) as floats."""
         arr = v.data if isinstance(v, Tensor) else import_array(v, f"sonnx: input {info.name!r}")
         shape = tuple(arr.shape)
-        if info.shape is not None and (len(shape) != len(info.shape)
-                                       or any(d is not None and d != s for d, s in zip(info.shape, shape))):
+        if info.shape is not None and len(shape) != len(info.shape):
             want = tuple("?" if d is None else d for d in info.shape)
-            raise ValueError(f"sonnx: input {info.name!r} must have shape {want}, got {shape}")
-        if info.dtype is not None and np.dtype(arr.dtype).kind != info.dtype.kind:
-            raise TypeError(f"sonnx: input {info.name!r} must be {info.dtype} (as the model declares), "
-                            f"got {np.dtype(arr.dtype)}")
+            raise ValueError(f"sonnx: input {info.name!r} must have rank {len(want)} (the model declares "
+                             f"shape {want}), got shape {shape}")
+        if info.dtype is None or np.dtype(arr.dtype).kind == np.dtype(info.dtype).kind:
+            return v if isinstance(v, Tensor) else Tensor(device=self.dev, data=arr, dtype=arr.dtype)
+        converted = _convert_input(info, arr)
         if isinstance(v, Tensor):
-            return v
-        return Tensor(device=self.dev, data=arr, dtype=arr.dtype)
+            return Tensor(device=v.device, data=converted, dtype=converted.dtype, requires_grad=False)
+        return Tensor(device=self.dev, data=converted, dtype=converted.dtype)
 
     def _follow_device(self, xs) -> None:
         """Move the parameters to the device of Tensor inputs (as SINGA layers do)."""
