@@ -83,8 +83,10 @@ class Device:
         self._skip_iteration = int(n)
 
     def PrintTimeProfiling(self) -> None:
-        """Prints a pointer to jax.profiler: XLA fuses ops, so per-op timings do not exist."""
-        print(f"singax: no per-op profile on {self}; use jax.profiler.trace() for XLA timings")
+        """With `SetVerbosity(n > 0)`, prints a pointer to jax.profiler (XLA fuses ops, so
+        per-op timings do not exist); at the default verbosity 0 it prints nothing, as SINGA."""
+        if self._verbosity > 0:
+            print(f"singax: no per-op profile on {self}; use jax.profiler.trace() for XLA timings")
 
     def host(self) -> "Device":
         return create_cpu_device()
