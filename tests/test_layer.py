@@ -253,6 +253,19 @@ def test_legacy_positional_forms():
     assert (c.nb_kernels, c.stride, c.padding) == (8, (2, 2), (1, 1))
     s = layer.SeparableConv2d(3, 8, 3, 2, 1)
     assert (s.nb_kernels, s.kernel_size, s.stride, s.padding) == (8, 3, 2, 1)
+    c = autograd.Conv2d(3, 64, kernel_size=3, stride=2, padding=1, bias=False)   # SINGA 2's examples
+    assert (c.nb_kernels, c.kernel_size, c.stride, c.padding, c.bias) == (64, (3, 3), (2, 2), (1, 1), False)
+    assert c(T(rand(2, 3, 8, 8))).shape == (2, 64, 4, 4)
+    c = layer.Conv2d(20, kernel_size=5)
+    assert (c.nb_kernels, c.kernel_size) == (20, (5, 5))
+    s = layer.SeparableConv2d(3, 8, kernel_size=3)
+    assert (s.nb_kernels, s.kernel_size) == (8, 3)
+    with pytest.raises(TypeError, match="Conv2d: missing kernel_size"):
+        layer.Conv2d(4)
+    with pytest.raises(TypeError, match="Conv2d: kernel_size given both by position and by keyword"):
+        layer.Conv2d(1, 2, 3, kernel_size=3)
+    with pytest.raises(TypeError, match=r"SeparableConv2d: too many positional arguments \(6\)"):
+        layer.SeparableConv2d(1, 2, 3, 1, 0, 9)
     assert layer.BatchNorm2d(32).momentum == 0.9
     assert layer.BatchNorm2d(32, momentum=0.5).momentum == 0.5
     assert layer.BatchNorm2d(32, 0.3).momentum == 0.3        # SINGA-2 positional momentum honoured

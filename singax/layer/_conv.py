@@ -58,6 +58,27 @@ def _same_padding(pad_mode: str, spatial: Sequence[int], kernel: Sequence[int],
 _CONV_KWARGS = ("cudnn_prefer", "workspace_MB_limit")
 
 
+def _conv_positionals(name: str, first: Any, args: tuple, kernel_size: Any, stride: Any, padding: Any) -> tuple:
+    """(nb_kernels, kernel_size, stride, padding) from a convolution's positionals: `(n, k)`,
+    or the legacy `(in, out, k[, stride[, padding]])` and `(in, out, kernel_size=k)`."""
+    legacy = len(args) >= 2 or (len(args) == 1 and kernel_size is not None)
+    if not legacy:
+        if args:
+            kernel_size = args[0]
+        if kernel_size is None:
+            raise TypeError(f"{name}: missing kernel_size")
+        return first, kernel_size, stride, padding
+    if len(args) > 4:
+        raise TypeError(f"{name}: too many positional arguments ({len(args) + 1})")
+    if len(args) >= 2 and kernel_size is not None:
+        raise TypeError(f"{name}: kernel_size given both by position and by keyword")
+    rest = args[1:] if len(args) >= 2 else (kernel_size,)
+    kernel_size = rest[0]
+    stride = rest[1] if len(rest) > 1 else stride
+    padding = rest[2] if len(rest) > 2 else padding
+    return args[0], kernel_size, stride, padding
+
+
 class Conv2d(Layer):
     """2-D convolution of NCHW input; W (nb_kernels, C / group, kh, kw), b (nb_kernels,).
 
@@ -77,19 +98,16 @@ class Conv2d(Layer):
 
     W ~ N(0, sqrt(2 / (C / group * kh * kw + nb_kernels))), b = 0.
 
-    SINGA: dilation must be 1 and group 1 on CPU; singax supports both everywhere.
+    SINGA: dilation must be 1 and group 1 on CPU; singax supports both everywhere. SINGA 3.1+
+    rejects `Conv2d(in, out, kernel_size=k)` (SINGA 2's form) with "multiple values".
     """
 
-    def __init__(self, nb_kernels: int, kernel_size: Any, *args, stride: Any = 1, padding: Any = 0,
+    def __init__(self, nb_kernels: int, *args, kernel_size: Any = None, stride: Any = 1, padding: Any = 0,
                  dilation: Any = 1, group: int = 1, bias: bool = True, pad_mode: str = "NOTSET",
                  activation: str = "NOTSET", **kwargs):
         super().__init__()
-        if args:   # legacy Conv2d(in, out, k[, stride[, padding]])
-            nb_kernels, kernel_size = kernel_size, args[0]
-            stride = args[1] if len(args) > 1 else stride
-            padding = args[2] if len(args) > 2 else padding
-            if len(args) > 3:
-                raise TypeError(f"Conv2d: too many positional arguments ({len(args) + 2})")
+        nb_kernels, kernel_size, stride, padding = _conv_positionals(
+            "Conv2d", nb_kernels, args, kernel_size, stride, padding)
         for k in kwargs:
             if k not in _CONV_KWARGS:
                 raise TypeError(f"Conv2d: unexpected keyword argument {k!r}")
@@ -144,17 +162,16 @@ class SeparableConv2d(Layer):
     """Depthwise convolution (one filter per channel) followed by a 1x1 convolution.
 
     `SeparableConv2d(nb_kernels, kernel_size, stride=1, padding=0, bias=False)`, or the
-    legacy `(in_channels, out_channels, kernel_size[, stride[, padding]])`. The sublayers
+    legacy `(in_channels, out_channels, kernel_size[, stride[, padding]])` or
+    `(in_channels, out_channels, kernel_size=k)`. The sublayers
     `depthwise_conv` and `point_conv` are built on the first call.
     """
 
-    def __init__(self, nb_kernels: int, kernel_size: Any, *args, stride: Any = 1, padding: Any = 0,
+    def __init__(self, nb_kernels: int, *args, kernel_size: Any = None, stride: Any = 1, padding: Any = 0,
                  bias: bool = False):
         super().__init__()
-        if args:
-            nb_kernels, kernel_size = kernel_size, args[0]
-            stride = args[1] if len(args) > 1 else stride
-            padding = args[2] if len(args) > 2 else padding
+        nb_kernels, kernel_size, stride, padding = _conv_positionals(
+            "SeparableConv2d", nb_kernels, args, kernel_size, stride, padding)
         self.nb_kernels, self.kernel_size = nb_kernels, kernel_size
         self.stride, self.padding, self.bias = stride, padding, bias
 
