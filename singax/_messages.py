@@ -1,4 +1,16 @@
-"""Error texts shared by several layers of the package (kept here, below all of them)."""
+"""Error texts and error types shared by several layers of the package (kept here, below all of them)."""
+
+
+class ValueAssertionError(ValueError, AssertionError):
+    """A ValueError where SINGA asserts, so `except AssertionError` catches it too."""
+
+
+class TypeAssertionError(TypeError, AssertionError):
+    """A TypeError where SINGA asserts, so `except AssertionError` catches it too."""
+
+
+class MissingFileAssertionError(FileNotFoundError, AssertionError):
+    """A missing file where SINGA asserts that it exists."""
 
 MSG_VALUE_IN_TRACE = (
     "{what}: a tensor's value was read inside a compiled step (graph mode). The step is "

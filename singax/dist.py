@@ -24,6 +24,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._handle import Handle
+from ._messages import TypeAssertionError
 from ._launch import NcclIdHolder, mpi_coordinator, mpi_world, start_runtime
 from ._mesh import active_mesh, clear_mesh, use_mesh
 
@@ -149,6 +150,19 @@ def _sum_over_workers(tensors: list, half: bool) -> list:
     return [t if isinstance(t, Handle) else a for t, a in zip(tensors, summed)]
 
 
+def _array_of(t: Any):
+    return t.data if isinstance(t, Handle) else jnp.asarray(t)
+
+
+def _writable(buffer: Any, what: str) -> Handle:
+    """The Tensor to update in place: `buffer` itself, or the Tensor holding the raw array."""
+    owner = buffer if isinstance(buffer, Handle) else _owner(buffer)
+    if not isinstance(owner, Handle):
+        raise TypeError(f"DistOpt.sparsification: the {what} must be a Tensor or a Tensor's .data "
+                        f"(it is updated in place), got {type(buffer).__name__}")
+    return owner
+
+
 class DistOpt:
     """SINGA's distributed optimizer: data parallelism over every device.
 
@@ -230,24 +244,43 @@ class DistOpt:
 
     def sparsification(self, tensor, accumulation, spars: float, topK: bool):
         """Sparsify one gradient as SINGA's sparse all-reduce sends it: keep the top `spars`
-        fraction (topK) or the elements with abs >= spars; with an `accumulation` Tensor
-        the unsent rest is added to it (error feedback). Returns the sparse gradient
-        (already global: the all-reduce is the identity here)."""
-        grad = tensor.data if hasattr(tensor, "data") else tensor
-        if accumulation is not None:
-            grad = grad + accumulation.data
-        sent = jnp.where(_sparse_mask(grad, spars, topK), grad, 0)
-        if accumulation is not None:
-            accumulation.data = grad - sent
-        if hasattr(tensor, "data"):
-            tensor.data = sent
-            return tensor
-        return sent
+        fraction (topK) or the elements with abs >= spars; with an `accumulation` the unsent
+        rest is added to it (error feedback). `tensor` and `accumulation` are Tensors or the
+        raw arrays of Tensors (`t.data`, as SINGA scripts pass them); both are updated in
+        place, and `accumulation` may be flat. Returns the sparse gradient (a Tensor for a
+        Tensor; already global: the all-reduce is the identity here)."""
+        return self.fused_sparsification([tensor], accumulation, spars, topK)[0]
 
     def fused_sparsification(self, tensors, accumulation, spars: float, topK: bool):
-        """`sparsification` of each tensor (`accumulation`: a list of Tensors, or None)."""
-        accs = accumulation if accumulation is not None else [None] * len(tensors)
-        return [self.sparsification(t, a, spars, topK) for t, a in zip(tensors, accs)]
+        """`sparsification` over the concatenation of `tensors`, as SINGA fuses them;
+        `accumulation` is None, one flat buffer of their total size (SINGA's form), or a
+        list with one buffer per tensor."""
+        tensors = list(tensors)
+        flat = jnp.concatenate([_array_of(t).reshape(-1) for t in tensors])
+        buffers = [] if accumulation is None else (
+            list(accumulation) if isinstance(accumulation, (list, tuple)) else [accumulation])
+        owners = [_writable(b, "accumulation") for b in buffers]
+        sizes = [int(np.prod(o.data.shape)) for o in owners]
+        if owners and (sum(sizes) != flat.size or (len(owners) > 1 and len(owners) != len(tensors))):
+            raise ValueError(f"DistOpt.sparsification: accumulation sizes {sizes} do not match the "
+                             f"gradients' {[int(np.prod(_array_of(t).shape)) for t in tensors]}")
+        if owners:
+            flat = flat + jnp.concatenate([o.data.reshape(-1) for o in owners]).astype(flat.dtype)
+        sent = jnp.where(_sparse_mask(flat, spars, topK), flat, 0)
+        offset = 0
+        for o, n in zip(owners, sizes):
+            o.data = (flat - sent)[offset:offset + n].reshape(o.data.shape).astype(o.data.dtype)
+            offset += n
+        out, offset = [], 0
+        for t in tensors:
+            a = _array_of(t)
+            part = sent[offset:offset + a.size].reshape(a.shape).astype(a.dtype)
+            offset += a.size
+            owner = t if isinstance(t, Handle) else _owner(t)
+            if isinstance(owner, Handle):
+                owner.data = part
+            out.append(t if isinstance(t, Handle) else part)
+        return out
 
     def wait(self) -> None:
         """Block until queued device work is done."""
@@ -273,7 +306,7 @@ class DistOpt:
         pairs = []
         for p, g in autograd.backward(loss):
             if p.data.dtype != jnp.float32:
-                raise TypeError(f"DistOpt.backward_and_update_half: parameter {p.name} is "
+                raise TypeAssertionError(f"DistOpt.backward_and_update_half: parameter {p.name} is "
                                 f"{p.data.dtype}; it needs float32 parameters")
             h = g.data.astype(jnp.float16)
             if clipping:

@@ -10,6 +10,7 @@ other rank uses sqrt(size) for both.
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -121,8 +122,13 @@ def orthogonal(t: Tensor, gain: float = 1.0) -> None:
     t.data = jax.device_put((q * gain).astype(t.data.dtype), t.device.jax_device)
 
 
+def _deprecated(name: str, use: str) -> None:
+    warnings.warn(f"initializer.{name} is deprecated; use {use}", DeprecationWarning, stacklevel=3)
+
+
 def gaussian(t: Tensor, fan_in: int = 0, fan_out: int = 0) -> None:
     """Deprecated: N(0, sqrt(2a / (fan_in + fan_out))), a = 2 if both fans are set, else 1."""
+    _deprecated("gaussian", "he_normal or glorot_normal")
     _check("gaussian", t)
     if fan_in <= 0 and fan_out <= 0:
         raise ValueError("initializer.gaussian: fan_in and fan_out cannot both be 0")
@@ -139,6 +145,7 @@ def _first_two(fn: str, t: Tensor) -> tuple[int, int]:
 
 def xavier(t: Tensor) -> None:
     """Deprecated: U(-sqrt(6 / (shape[0] + shape[1])), +sqrt(6 / (shape[0] + shape[1])))."""
+    _deprecated("xavier", "glorot_uniform")
     a, b = _first_two("xavier", t)
     limit = math.sqrt(6.0 / (a + b))
     _uniform(t, -limit, limit)
@@ -146,11 +153,13 @@ def xavier(t: Tensor) -> None:
 
 def glorot(t: Tensor) -> None:
     """Deprecated: N(0, 1) * sqrt(2 / (shape[0] + shape[1]))."""
+    _deprecated("glorot", "glorot_normal")
     a, b = _first_two("glorot", t)
     _gaussian(t, 0.0, math.sqrt(2.0 / (a + b)))
 
 
 def msra(t: Tensor) -> None:
     """Deprecated: N(0, sqrt(2 / shape[0]))."""
+    _deprecated("msra", "he_normal")
     _check("msra", t)
     _gaussian(t, 0.0, math.sqrt(2.0 / t.shape[0]))

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from . import autograd
+from ._messages import MissingFileAssertionError, TypeAssertionError, ValueAssertionError
 from ._safe_npz import read_npz
 from ._compile import _VALUE_ERRORS, GraphFunction
 from .layer import Layer
@@ -132,7 +133,7 @@ class Model(Layer):
         updates BatchNorm statistics or draws dropout masks.
         """
         if not isinstance(inputs, (list, tuple)) or not inputs or not isinstance(inputs[0], Tensor):
-            raise ValueError("Model.compile: inputs must be a non-empty list of Tensors "
+            raise ValueAssertionError("Model.compile: inputs must be a non-empty list of Tensors "
                              f"(got {type(inputs).__name__})")
         autograd.training = False
         try:
@@ -247,7 +248,7 @@ class Model(Layer):
         states = self.get_states()
         for k, v in aux_states.items():
             if not isinstance(v, Tensor):
-                raise TypeError(f"save_states: aux state {k!r} must be a Tensor, got {type(v).__name__}")
+                raise TypeAssertionError(f"save_states: aux state {k!r} must be a Tensor, got {type(v).__name__}")
             if k in states or str(k).startswith(OPT_PREFIX):
                 raise ValueError(f"save_states: aux state {k!r} has the name of a model or optimizer "
                                  f"state and would replace it; rename it")
@@ -399,7 +400,7 @@ def _is_model_state(attrs: dict, name: str) -> bool:
 def _read_checkpoint(fpath: str, problems) -> tuple[dict, dict]:
     """(arrays, attrs) of a checkpoint; `problems(attrs, headers)` vets the arrays first."""
     if not os.path.exists(fpath):
-        raise FileNotFoundError(f"load_states: no checkpoint at {fpath}")
+        raise MissingFileAssertionError(f"load_states: no checkpoint at {fpath}")
     want = (Model.TENSOR_DICT_FILENAME.lstrip("/"), Model.STATES_ATTR_FILENAME.lstrip("/"))
     try:
         with zipfile.ZipFile(fpath) as z:

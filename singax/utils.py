@@ -28,14 +28,14 @@ def update_progress(progress: float, info: str) -> None:
     """
     status = ""
     if isinstance(progress, bool) or not isinstance(progress, (int, float)):
-        progress, status = 0.0, "error: progress must be a number. "
+        progress, status = 0.0, "error: progress var must be float. "
     progress = float(progress)
     if progress < 0:
         progress, status = 0.0, "Halt. "
     elif progress >= 1:
         progress, status = 1.0, "Done. "
     filled = int(round(BAR_LENGTH * progress))
-    text = f"[{'.' * filled}{' ' * (BAR_LENGTH - filled)}] {progress * 100:5.1f}% {status}{info}"
+    text = f"[{'.' * filled}{' ' * (BAR_LENGTH - filled)}] {progress * 100:.1f}% {status}{info}"
     # rewind exactly what was written, so the next call overdraws it
     sys.stdout.write(text + "\b" * len(text))
     sys.stdout.flush()

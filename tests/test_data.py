@@ -269,14 +269,16 @@ def test_update_progress(capsys):
     utils.update_progress(0.5, "loss 1.0")
     out = capsys.readouterr().out
     text = out.rstrip("\b")
-    assert text == "[..........          ]  50.0% loss 1.0"
+    assert text == "[..........          ] 50.0% loss 1.0"   # SINGA's "{:3.1f}%": no padding
     assert out.count("\b") == len(text)  # the cursor is rewound over the whole line
     utils.update_progress(1.5, "x")
     assert "[....................] 100.0% Done. x" in capsys.readouterr().out
     utils.update_progress(-1, "x")
     assert "Halt. x" in capsys.readouterr().out
+    utils.update_progress(0.05, "x")
+    assert capsys.readouterr().out.startswith("[.                   ] 5.0% x")
     utils.update_progress("a", "x")
-    assert "error" in capsys.readouterr().out
+    assert "] 0.0% error: progress var must be float. x" in capsys.readouterr().out
 
 
 def test_handle_odd_pad():

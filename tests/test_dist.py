@@ -231,6 +231,33 @@ def test_half_update_rounds_gradients_through_float16_and_clips():
         clear_mesh()
 
 
+def test_sparsification_takes_raw_arrays_and_one_flat_accumulation_as_singa_scripts_pass_them():
+    from singax import opt, tensor
+    from singax.dist import DistOpt, clear_mesh
+    f32 = lambda a: tensor.from_numpy(np.array(a, np.float32))
+    try:
+        d = DistOpt(opt.SGD(0.1))
+        g, acc = f32([0.01, 0.5, -0.7, 0.02]), f32([0.0, 0.0, 0.1, 0.0])
+        out = d.sparsification(g.data, acc.data, 0.5, True)      # SINGA: (g.data, acc.data, ...)
+        np.testing.assert_allclose(np.asarray(out), [0, 0.5, -0.6, 0], rtol=1e-6)
+        np.testing.assert_allclose(tensor.to_numpy(g), [0, 0.5, -0.6, 0], rtol=1e-6)   # in place
+        np.testing.assert_allclose(tensor.to_numpy(acc), [0.01, 0, 0, 0.02], rtol=1e-6)
+        # fused: top-k over the concatenation, one flat residual buffer
+        a, b, acc = f32([[0.3, -0.05]]), f32([0.9, 0.1]), f32([0.0, 0.0, 0.0, 0.1])
+        d.fused_sparsification([a, b], acc, 0.5, True)
+        np.testing.assert_allclose(tensor.to_numpy(a), [[0.3, 0]])
+        np.testing.assert_allclose(tensor.to_numpy(b), [0.9, 0])
+        np.testing.assert_allclose(tensor.to_numpy(acc), [0, -0.05, 0, 0.2], rtol=1e-6)
+        before = tensor.to_numpy(a)
+        with pytest.raises(ValueError, match=r"accumulation sizes \[3\] do not match the gradients' \[2, 2\]"):
+            d.fused_sparsification([a, b], f32([0, 0, 0]), 0.5, True)
+        with pytest.raises(TypeError, match="accumulation must be a Tensor or a Tensor's .data"):
+            d.fused_sparsification([a, b], np.zeros(4, np.float32), 0.5, True)
+        np.testing.assert_array_equal(tensor.to_numpy(a), before)
+    finally:
+        clear_mesh()
+
+
 def test_sparsification_keeps_top_fraction_and_accumulates():
     from singax import opt, tensor
     from singax.dist import DistOpt, clear_mesh

@@ -59,6 +59,14 @@ def test_deprecated_gaussian_fan_rule():
         initializer.gaussian(t)
 
 
+@pytest.mark.parametrize("name, use", [("gaussian", "he_normal or glorot_normal"), ("xavier", "glorot_uniform"),
+                                       ("glorot", "glorot_normal"), ("msra", "he_normal")])
+def test_deprecated_initializers_warn_as_singa_marks_them(name, use):
+    kwargs = {"fan_in": 3} if name == "gaussian" else {}
+    with pytest.warns(DeprecationWarning, match=f"initializer.{name} is deprecated; use {use}"):
+        getattr(initializer, name)(_t((3, 4)), **kwargs)
+
+
 def test_fills_follow_device_seed_and_keep_dtype():
     dev = device.get_default_device()
     dev.SetRandSeed(7)

@@ -375,3 +375,27 @@ def test_graph_model_samples_one_sequence_from_states_kept_at_the_training_batch
     tiled = tensor.to_numpy(m([Tensor(data=np.repeat(x1, 4, axis=0))]))
     assert one.shape == (4, 3)
     np.testing.assert_allclose(one, tiled, rtol=1e-5, atol=1e-6)
+
+
+def test_checks_singa_makes_with_assert_are_also_assertion_errors(tmp_path):
+    """SINGA asserts these; singax raises ValueError/TypeError/FileNotFoundError that are
+    also AssertionErrors, so either `except` works."""
+    net = build("mlp", use_graph=False)
+    with pytest.raises(ValueError, match="non-empty list of Tensors") as info:
+        net.compile([], is_train=True, use_graph=False)
+    assert isinstance(info.value, AssertionError)
+    with pytest.raises(TypeError, match="aux state 'n' must be a Tensor, got int") as info:
+        net.save_states(str(tmp_path / "a.zip"), aux_states={"n": 3})
+    assert isinstance(info.value, AssertionError) and not (tmp_path / "a.zip").exists()
+    with pytest.raises(FileNotFoundError, match="no checkpoint at") as info:
+        net.load_states(str(tmp_path / "missing.zip"))
+    assert isinstance(info.value, AssertionError)
+    with pytest.raises(TypeError, match="Constant: step must be a Tensor, got int") as info:
+        opt.Constant(0.3)(5)
+    assert isinstance(info.value, AssertionError)
+    sgd = opt.SGD(0.1)
+    w = tensor.from_numpy(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"SGD.apply: gradient shape \(3,\) does not match") as info:
+        sgd.apply("w", w, tensor.from_numpy(np.ones(3, np.float32)))
+    assert isinstance(info.value, AssertionError)
+    np.testing.assert_array_equal(tensor.to_numpy(w), np.ones((2, 3)))

@@ -14,6 +14,7 @@ import numpy as np
 from .. import device as _device
 from .. import tensor
 from .._handle import is_tracer
+from .._messages import TypeAssertionError, ValueAssertionError
 from .._mixed import DynamicLossScale, all_finite, keep_if
 from .._handle import StateLog
 from ..tensor import Tensor
@@ -38,7 +39,7 @@ class DecayScheduler:
 
     def __call__(self, step: Tensor) -> Tensor:
         if not isinstance(step, Tensor):
-            raise TypeError(f"{type(self).__name__}: step must be a Tensor, got {type(step).__name__}")
+            raise TypeAssertionError(f"{type(self).__name__}: step must be a Tensor, got {type(step).__name__}")
         return self.call(step)
 
     def call(self, step: Tensor) -> Tensor:
@@ -417,7 +418,7 @@ class Optimizer:
         """A gradient of `grad_shape` can update `param` (same shape, a float parameter)."""
         owner = type(self).__name__
         if param.shape != tuple(grad_shape):
-            raise ValueError(f"{owner}.apply: gradient shape {tuple(grad_shape)} does not match the shape "
+            raise ValueAssertionError(f"{owner}.apply: gradient shape {tuple(grad_shape)} does not match the shape "
                              f"{param.shape} of parameter {name!r}")
         if not is_floating(param.data.dtype):
             raise TypeError(f"{owner}.apply: parameter {name!r} has non-float dtype "
