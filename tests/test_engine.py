@@ -174,12 +174,30 @@ def test_whole_backward_in_one_program_matches_the_op_by_op_walk(monkeypatch):
 
     y = loss()
     assert _op._plan(y.creator) is not None   # this tape runs as one program
-    fused = {id(p): np.array(g.data) for p, g in ag.backward(y)}
+    fused_pairs = list(ag.backward(y))
+    fused = {id(p): np.array(g.data) for p, g in fused_pairs}
     monkeypatch.setattr(_op, "fused_backward", lambda root, dy: None)
-    walk = {id(p): np.array(g.data) for p, g in ag.backward(loss())}
+    walk_pairs = list(ag.backward(loss()))
+    walk = {id(p): np.array(g.data) for p, g in walk_pairs}
     assert set(fused) == set(walk) == {id(w1), id(w2), id(b)}
+    # SINGA's order (a stack walked from the loss): b, w2, w1, on both paths
+    assert [p for p, _ in fused_pairs] == [p for p, _ in walk_pairs] == [b, w2, w1]
     for k in walk:
         np.testing.assert_allclose(fused[k], walk[k], rtol=1e-5, atol=1e-6)
+
+
+def test_backward_yields_in_singa_stack_order_not_declaration_order(monkeypatch):
+    from singax.autograd import _op
+    autograd.training = True
+
+    def chain():
+        p1, p2, p3 = (Tensor(data=np.ones(s, np.float32), stores_grad=True, name=n)
+                      for s, n in [((1, 2), "p1"), ((2, 2), "p2"), ((2, 2), "p3")])
+        return autograd.reduce_mean(autograd.matmul(autograd.matmul(p1, p2), p3))
+
+    assert [p.name for p, _ in autograd.backward(chain())] == ["p3", "p1", "p2"]
+    monkeypatch.setattr(_op, "fused_backward", lambda root, dy: None)
+    assert [p.name for p, _ in autograd.backward(chain())] == ["p3", "p1", "p2"]
 
 
 def test_src_records_each_input_as_a_named_source_that_is_still_a_tuple():
@@ -192,3 +210,26 @@ def test_src_records_each_input_as_a_named_source_that_is_still_a_tuple():
     assert sx.tensor is None and not sx.stores_grad
     creator, x_id, t, stores = sw   # SINGA code unpacks the 4-tuple
     assert (creator, x_id, t, stores) == (w.creator, id(w), w, True)
+
+
+def test_generated_functions_take_tensor_inputs_by_keyword_too():
+    """SINGA's wrappers are plain functions (`prelu(x, slope)`), so keywords work there."""
+    x = Tensor(data=np.array([[-1.0, 2.0]], np.float32))
+    s = Tensor(data=np.array([[0.5, 0.25]], np.float32))
+    np.testing.assert_allclose(autograd.relu(x=x).data, [[0.0, 2.0]])
+    np.testing.assert_allclose(autograd.prelu(x, slope=s).data, [[-0.5, 2.0]])
+    np.testing.assert_allclose(autograd.sub(y=s, x=x).data, [[-1.5, 1.75]])   # x is the first input
+    np.testing.assert_allclose(autograd.matmul(x, w=Tensor(data=np.array([[1.0], [2.0]], np.float32))).data, [[3.0]])
+    np.testing.assert_allclose(autograd.reduce_sum(x=x, axes=[1], keepdims=0).data, [1.0])
+    with pytest.raises(TypeError, match="sub: expected 2 tensor inputs, got 1"):
+        autograd.sub(x)
+
+
+def test_leaf_gradients_are_named_after_the_tensor_and_unnamed_tensors_count():
+    autograd.training = True
+    before = Tensor.tensor_count
+    anon = Tensor(data=np.ones(2, np.float32))
+    assert anon.name == f"Dummy#{before}" and Tensor.tensor_count == before + 1
+    w = Tensor(data=np.ones(2, np.float32), stores_grad=True, name="W")
+    (p, g), = autograd.backward(autograd.reduce_sum(autograd.mul(w, anon), keepdims=0))
+    assert p is w and g.name == "W_g" == w.creator.grad_name(0)

@@ -31,6 +31,7 @@ CASES = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:initializer.*is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("fn, shape, kind, scale", CASES,
                          ids=[f"{c[0].__name__}-{len(c[1])}d" for c in CASES])
 def test_distribution_matches_singa_formula(fn, shape, kind, scale):
@@ -49,6 +50,7 @@ def test_distribution_matches_singa_formula(fn, shape, kind, scale):
         assert v.max() > 0.99 * scale and v.min() < -0.99 * scale
 
 
+@pytest.mark.filterwarnings("ignore:initializer.gaussian is deprecated:DeprecationWarning")
 def test_deprecated_gaussian_fan_rule():
     t = _t((300, 400))
     initializer.gaussian(t, fan_in=30, fan_out=70)            # both set: a = 2

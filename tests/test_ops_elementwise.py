@@ -179,6 +179,8 @@ def test_shape_nonzero_constant_of_shape():
     assert c.shape == (2, 3) and c.dtype == tensor.float32
     np.testing.assert_array_equal(c.data, np.full((2, 3), 2.5))
     assert autograd.ConstantOfShape().value == 0.0
+    with pytest.raises(ValueError, match=r"constant_of_shape: dims must be >= 0, got \[2, -1\]"):
+        autograd.constant_of_shape(tensor.from_numpy(np.array([2, -1], np.int32)))
 
 
 # --- rounding, kinks ----------------------------------------------------------

@@ -408,6 +408,14 @@ def test_integer_division_rules():
     np.testing.assert_array_equal(npy(a // b), [3, -4])     # floor
     np.testing.assert_array_equal(npy(a / 2), [3.5, -3.5])  # int/scalar is float32
     np.testing.assert_array_equal(npy(a // 2), [3.0, -4.0])
+    m = T(np.array([[7, -7, 9], [1, 2, -3]], np.int32))
+    r = T(np.array([2, 3, -2], np.int32))                   # int/int broadcasts like every binary op
+    want = np.trunc(npy(m) / npy(r)).astype(np.int32)
+    np.testing.assert_array_equal(npy(m / r), want)
+    np.testing.assert_array_equal(npy(tensor.div(m, r)), want)
+    np.testing.assert_array_equal(npy(r / m), np.trunc(npy(r) / npy(m)).astype(np.int32))
+    m /= r
+    np.testing.assert_array_equal(npy(m), want)
 
 
 def test_in_place_operators_rebind_data_on_the_same_object():

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._tape import (MSG_NO_SAVED, Dummy, Operator, _none_if_float0, _ones_like_output, is_training,
-                    keeps_residuals, post_order, vjp_over)
+                    keeps_residuals, post_order, vjp_over, yield_order)
 from .._ctensor import raw
 from ..tensor import Tensor
 from ..tensor._tensor import _wrap
@@ -252,6 +252,7 @@ class _Plan(NamedTuple):
 
 
 _FUSED: dict[tuple, Callable] = {}
+_YIELD_RANKS: dict[tuple, list] = {}   # per plan key: plan.outs indices in SINGA's yield order
 
 
 def fused_backward(root: Operator, dy) -> "Iterator | None":
@@ -261,7 +262,7 @@ def fused_backward(root: Operator, dy) -> "Iterator | None":
     plan = _plan(root)
     if plan is None:
         return None
-    return _run_plan(plan, dy)
+    return _run_plan(plan, dy, root)
 
 
 def _plan(root: Operator) -> "_Plan | None":
@@ -317,12 +318,18 @@ def plan_gradients(plan: _Plan) -> Callable:
     return _program(plan.key, len(plan.outs))
 
 
-def _run_plan(plan: _Plan, dy) -> Iterator:
+def _run_plan(plan: _Plan, dy, root: Operator) -> Iterator:
     fn = _FUSED.get(plan.key)
     if fn is None:
         fn = _FUSED[plan.key] = jax.jit(_program(plan.key, len(plan.outs)))
+    ranks = _YIELD_RANKS.get(plan.key)
+    if ranks is None:
+        position = {x_id: k for k, x_id in enumerate(yield_order(root))}
+        ranks = _YIELD_RANKS[plan.key] = sorted(range(len(plan.outs)),
+                                                key=lambda n: position.get(id(plan.outs[n][0]), len(position)))
     grads = fn(plan.parts, dy)
-    for (x, name), g in zip(plan.outs, grads):
+    for n in ranks:
+        (x, name), g = plan.outs[n], grads[n]
         if g is not None:
             yield x, _wrap(g, x.device, False, name=name)
 
@@ -355,10 +362,23 @@ def _program(key: tuple, n_outs: int) -> Callable:
     return program
 
 
+_FIRST_INPUT_NAMES = frozenset({"x", "a", "x1", "lhs", "input", "data"})
+
+
+def _keyword_tensors(spec: Op, args: tuple, kwargs: dict, n: int) -> tuple:
+    """`args` completed with the tensor inputs given by keyword (`relu(x=t)`, `matmul(x, w=W)`):
+    the Tensor-valued keywords that are not attributes, a first-input name (x, a, ...) first."""
+    names = [k for k, v in kwargs.items() if isinstance(v, Tensor) and k not in spec.attr_names]
+    names.sort(key=lambda k: k not in _FIRST_INPUT_NAMES)
+    return args + tuple(kwargs.pop(k) for k in names[:n - len(args)])
+
+
 def _make_function(spec: Op, cls: type) -> Callable:
     n = spec.inputs
 
     def fn(*args, **kwargs):
+        if n is not None and len(args) < n and kwargs:
+            args = _keyword_tensors(spec, args, kwargs, n)
         if n is None:
             tensors, rest = [a for a in args if isinstance(a, Tensor)], [a for a in args if not isinstance(a, Tensor)]
         else:

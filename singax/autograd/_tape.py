@@ -7,9 +7,11 @@ from typing import Any, Iterator, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._ctensor import CTensor, raw
 from .._handle import is_tracer
+from .._messages import TypeAssertionError, ValueAssertionError
 from ..tensor._tensor import Tensor, _wrap
 
 MSG_NO_SAVED = ("{op}: backward needs values saved by forward, but forward ran with "
@@ -17,7 +19,7 @@ MSG_NO_SAVED = ("{op}: backward needs values saved by forward, but forward ran w
                 "model.train()) before the forward pass")
 
 
-class OperandError(ValueError, AssertionError):
+class OperandError(ValueAssertionError):
     """Operator inputs of incompatible shapes or values. SINGA checks these with `assert`,
     so this is also an AssertionError: code written for either exception catches it."""
 
@@ -180,6 +182,9 @@ class Dummy(Operator):
     def output_name(self, idx: int) -> str:
         return self.name
 
+    def grad_name(self, idx: int) -> str:
+        return f"{self.name}_g"
+
     def __getattr__(self, attr):
         if attr in ("tensor", "__setstate__", "__deepcopy__"):
             raise AttributeError(attr)
@@ -219,6 +224,28 @@ def infer_dependency(op: Operator) -> tuple[Counter, Counter]:
     return op_count, tensor_count
 
 
+def yield_order(root: Operator) -> list[int]:
+    """The ids of the tensors `backward` yields from `root`, in SINGA's order: the tape
+    walked from the output with a stack (last ready operator first), each tensor yielded
+    once its last consumer ran."""
+    op_dep, tensor_dep = infer_dependency(root)
+    ready, order = [root], []
+    while ready:
+        op = ready.pop()
+        if not op.requires_grad or isinstance(op, Dummy):
+            continue
+        for src_op, x_id, _, x_stores_grad in op.src:
+            if isinstance(src_op, Dummy) and not x_stores_grad:
+                continue
+            op_dep[src_op] -= 1
+            tensor_dep[x_id] -= 1
+            if x_stores_grad and tensor_dep[x_id] == 0:
+                order.append(x_id)
+            if op_dep[src_op] == 0 and src_op.requires_grad and not isinstance(src_op, Dummy):
+                ready.append(src_op)
+    return order
+
+
 _SEEDS: dict[tuple, jax.Array] = {}   # the ones that start backward from a loss, per (shape, dtype, device)
 
 
@@ -236,13 +263,23 @@ def _ones_like_output(y: Tensor):
 
 
 def _as_array(dy, y: Tensor):
+    """`dy` as an array of y's shape: a number fills it, an array of y's size is reshaped
+    (a (1, 1) dy for a (1,) loss), and any other shape must broadcast to it."""
     if dy is None:
         return _ones_like_output(y)
-    if isinstance(dy, Tensor):
-        return dy.data
     if isinstance(dy, (int, float)):
         return jnp.full(y.shape, dy, y.data.dtype)
-    return jnp.asarray(dy)
+    arr = dy.data if isinstance(dy, Tensor) else jnp.asarray(dy)
+    if arr.shape == y.shape:
+        return arr
+    if arr.size == y.size():
+        return arr.reshape(y.shape)
+    try:
+        if np.broadcast_shapes(arr.shape, y.shape) == y.shape:
+            return jnp.broadcast_to(arr, y.shape)
+    except ValueError:
+        pass
+    raise OperandError(f"backward: dy of shape {arr.shape} does not fit y of shape {y.shape}")
 
 
 def backward(y: Tensor, dy: Any = None) -> Iterator[tuple[Tensor, Tensor]]:
@@ -257,13 +294,13 @@ def backward(y: Tensor, dy: Any = None) -> Iterator[tuple[Tensor, Tensor]]:
     SINGA: `dy` may be any shape-compatible value; a non-scalar `y` needs `dy`.
     """
     if not isinstance(y, Tensor):
-        raise TypeError(f"backward: expected a Tensor, got {type(y).__name__}")
+        raise TypeAssertionError(f"backward: expected a Tensor, got {type(y).__name__}")
     if dy is None and y.size() != 1:
-        raise ValueError(f"backward: y must have exactly one element (got shape {y.shape}); "
-                         "pass dy for a non-scalar output")
+        raise OperandError(f"backward: y must have exactly one element (got shape {y.shape}); "
+                           "pass dy for a non-scalar output")
     dy = _as_array(dy, y)
     if y.stores_grad:
-        yield y, Tensor(device=y.device, data=dy, requires_grad=False, name=y.creator.grad_name(0) if not isinstance(y.creator, Dummy) else y.name + "_g")
+        yield y, Tensor(device=y.device, data=dy, requires_grad=False, name=y.creator.grad_name(0))
     fused = sys.modules["singax.autograd._op"].fused_backward(y.creator, dy)
     if fused is not None:
         yield from fused

@@ -277,6 +277,8 @@ def _nonzero(x):
 
 def _constant_of_shape(x, value=0.0):
     dims = tuple(int(d) for d in np.asarray(x).reshape(-1))
+    if any(d < 0 for d in dims):
+        raise ValueError(f"constant_of_shape: dims must be >= 0, got {list(dims)}")
     return jnp.full(dims, float(_first(value)), jnp.float32)
 
 

@@ -258,9 +258,13 @@ def _result_dtype(a: np.dtype, b: np.dtype | None) -> np.dtype:
     return _F64 if _F64 in (a, b) else _F32
 
 
+def _int_div(a, b):
+    """Integer division truncating toward zero (like SINGA's float->int cast), broadcasting."""
+    return lax.div(*jnp.broadcast_arrays(a, b))
+
+
 def _true_div(a, b):
-    # integer results truncate toward zero, like SINGA's float→int cast
-    return lax.div(a, b) if jnp.issubdtype(a.dtype, jnp.integer) else a / b
+    return _int_div(a, b) if jnp.issubdtype(a.dtype, jnp.integer) else a / b
 
 
 _KERNELS = {
@@ -269,5 +273,5 @@ _KERNELS = {
     "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge, "eq": jnp.equal,
 }
 # integer results (both operands integer tensors): division truncates like SINGA's cast, // floors
-_INT_KERNELS = {"div": lax.div, "floordiv": jnp.floor_divide}
+_INT_KERNELS = {"div": _int_div, "floordiv": jnp.floor_divide}
 _COMPARISONS = frozenset({"lt", "le", "gt", "ge", "eq"})

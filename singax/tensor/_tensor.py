@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import itertools
 import math
 import operator
 import re
@@ -23,7 +22,6 @@ from ._engine import (_ARRAY_TYPES, _COMPARISONS, _INT_KERNELS, _KERNELS, _NP_TO
                       _result_dtype, _shape_tuple, _true_div, _uniform, _value_in_trace,
                       dtype_name, float32, to_np_dtype)
 
-_dummy_count = itertools.count()
 _DUMMY = re.compile(r"Dummy#\d+")
 
 
@@ -54,6 +52,7 @@ class Tensor(Handle):
     dtype_name = dtype_name
     # numpy defers `ndarray ⊕ Tensor` and `np.float32 ⊕ Tensor` to our reflected operators
     __array_ufunc__ = None
+    tensor_count = 0   # unnamed tensors are named Dummy#<tensor_count>, as in SINGA
 
     def __init__(self, shape: Sequence[int] = (), device: "_device.Device | None" = None,
                  dtype: Any = float32, data: Any = None, requires_grad: bool = True,
@@ -80,7 +79,9 @@ class Tensor(Handle):
         self.requires_grad = requires_grad
         self.stores_grad = stores_grad
         if name is None:
-            name = f"Dummy#{next(_dummy_count)}"
+            k = Tensor.tensor_count
+            Tensor.tensor_count = k + 1
+            name = f"Dummy#{k}"
         self.name = name
         if creator is not None:
             self.creator = creator
