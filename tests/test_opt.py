@@ -702,3 +702,11 @@ def test_a_failed_step_guard_keeps_parameters_and_slots(gate, platform):
     v = 0.9 * np.array([0.5, 0.25]) + np.array([0.1, 0.3])
     np.testing.assert_allclose(new_s, v, rtol=1e-6)
     np.testing.assert_allclose(new_p, np.array([1.0, -2.0]) - 0.1 * v, rtol=1e-6)
+
+
+def test_set_states_names_the_optimizer_and_key_for_a_bad_counter():
+    sgd = opt.SGD(0.1)
+    sgd.set_states({"step_counter": 4})
+    with pytest.raises(ValueError, match=r"SGD.set_states: 'step_counter' must be a number, got 'a'"):
+        sgd.set_states({"step_counter": "a"})
+    assert float(np.asarray(sgd.get_states()["step_counter"]).reshape(-1)[0]) == 4.0   # unchanged

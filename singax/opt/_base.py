@@ -346,7 +346,11 @@ class Optimizer:
         if "step_counter" not in states:
             raise ValueError(f"{type(self).__name__}.set_states: missing 'step_counter' "
                              f"(got keys {sorted(states)})")
-        count = float(np.asarray(_as_array(states["step_counter"])).reshape(-1)[0])
+        try:
+            count = float(np.asarray(_as_array(states["step_counter"])).reshape(-1)[0])
+        except (TypeError, ValueError, IndexError):
+            raise ValueError(f"{type(self).__name__}.set_states: 'step_counter' must be a number, "
+                             f"got {states['step_counter']!r}") from None
         self.step_counter.data = self._put(jnp.full((1,), count, jnp.float32))
         self._refresh(force=True)
         if "loss_scale" in states:
