@@ -2,6 +2,9 @@
 come from its `.npy` header and are checked before any array data is read."""
 from __future__ import annotations
 
+import math
+import os
+import stat
 import zipfile
 import zlib
 from typing import IO, Callable
@@ -11,6 +14,37 @@ from numpy.lib import format as npy_format
 
 # {name: (shape, dtype)} of every member -> the problems found (empty to accept)
 Check = Callable[[dict], list]
+
+
+def open_regular(path: str | os.PathLike, where: str) -> IO[bytes]:
+    """`path` opened for binary reading, refused (ValueError naming it) unless it is a regular
+    file: a device (/dev/zero), a FIFO or a directory would never end or never open."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except IsADirectoryError:
+        raise ValueError(f"{where}: {os.fspath(path)} is a directory, not a file") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"{where}: {os.fspath(path)} is not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def element_count(shape: tuple, what: str) -> int:
+    """The number of elements of `shape` in Python ints (no int64 wrap-around); negative
+    dimensions raise ValueError naming `what`."""
+    if any(int(d) < 0 for d in shape):
+        raise ValueError(f"{what} has a negative dimension in shape {tuple(shape)}")
+    return math.prod(int(d) for d in shape)
+
+
+def write_npz(target: IO[bytes], arrays: dict) -> None:
+    """An uncompressed npz of `arrays` (name -> numeric array) written to `target`; any name
+    works (`np.savez(**arrays)` would take "file" or "allow_pickle" as its own arguments)."""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+        for name, array in arrays.items():
+            with z.open(f"{name}.npy", "w", force_zip64=True) as member:
+                npy_format.write_array(member, np.asarray(array), allow_pickle=False)
 
 
 def read_npz(source: IO[bytes], fpath: str, where: str, check: Check) -> dict[str, np.ndarray]:
@@ -58,7 +92,7 @@ def _header(z: zipfile.ZipFile, info: zipfile.ZipInfo, fpath: str, where: str):
                          f"are read")
     if fortran:
         raise ValueError(f"{where}: {fpath}: array {name!r} is stored in Fortran order")
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = element_count(shape, f"{where}: {fpath}: array {name!r}") * dtype.itemsize
     if info.file_size != offset + nbytes:
         raise ValueError(f"{where}: {fpath}: array {name!r} declares shape {shape} ({nbytes} bytes) "
                          f"but its member holds {info.file_size - offset} bytes")
@@ -66,7 +100,7 @@ def _header(z: zipfile.ZipFile, info: zipfile.ZipInfo, fpath: str, where: str):
 
 
 def _array(data: bytes, shape: tuple, dtype: np.dtype, name: str, fpath: str, where: str) -> np.ndarray:
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = element_count(shape, f"{where}: {fpath}: array {name!r}") * dtype.itemsize
     if len(data) != expected:
         raise ValueError(f"{where}: {fpath}: array {name!r} is truncated ({len(data)} of {expected} bytes)")
     return np.frombuffer(data, dtype=dtype).reshape(shape)

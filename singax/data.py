@@ -31,6 +31,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ._safe_npz import element_count, open_regular
+
 __all__ = [
     "DatasetNotFoundError", "load_mnist_5k", "load_mnist", "load_fashion_mnist", "read_idx",
     "split", "batches", "one_hot", "ImageBatchIter",
@@ -151,30 +153,47 @@ _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (the MNIST format), gzip-compressed or plain.
 
+    The file is decompressed as a stream, never past the size its header declares.
+
     Returns:
       an array of the file's shape, in native byte order.
     """
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:2] == b"\x1f\x8b":
+    name = repr(os.fspath(path))
+    with open_regular(path, "read_idx") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
         try:
-            data = gzip.decompress(data)
+            head = stream.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES:
+                raise ValueError(f"read_idx: {name} is not an IDX file "
+                                 f"(magic {head.hex() or 'empty'}; expected 0000 <type> <ndim>)")
+            dtype, ndim = np.dtype(_IDX_TYPES[head[2]]), head[3]
+            dims = stream.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise ValueError(f"read_idx: {name} is truncated: its header declares {ndim} "
+                                 f"dimensions but the file ends after {4 + len(dims)} bytes")
+            shape = struct.unpack(f">{ndim}I", dims)
+            nbytes = element_count(shape, f"read_idx: {name}") * dtype.itemsize
+            body = _read_at_most(stream, nbytes + 1)
         except (OSError, EOFError, zlib.error) as err:
-            raise ValueError(f"read_idx: {os.fspath(path)!r} is a truncated or corrupt gzip file ({err})") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise ValueError(f"read_idx: {os.fspath(path)!r} is not an IDX file "
-                         f"(magic {data[:4].hex() or 'empty'}; expected 0000 <type> <ndim>)")
-    dtype, ndim = np.dtype(_IDX_TYPES[data[2]]), data[3]
-    if len(data) < 4 + 4 * ndim:
-        raise ValueError(f"read_idx: {os.fspath(path)!r} is truncated: its header declares {ndim} "
-                         f"dimensions but the file ends after {len(data)} bytes")
-    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    count = int(np.prod(shape, dtype=np.int64))
-    body = data[4 + 4 * ndim:]
-    if len(body) != count * dtype.itemsize:
-        raise ValueError(f"read_idx: {os.fspath(path)!r} declares shape {shape} "
-                         f"({count * dtype.itemsize} bytes) but holds {len(body)} bytes")
+            raise ValueError(f"read_idx: {name} is a truncated or corrupt gzip file ({err})") from None
+    if len(body) != nbytes:
+        more = "more than that" if len(body) > nbytes else f"{len(body)} bytes"
+        raise ValueError(f"read_idx: {name} declares shape {shape} ({nbytes} bytes) but holds {more}")
     return np.frombuffer(body, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _read_at_most(stream, limit: int, chunk: int = 1 << 20) -> bytes:
+    """Up to `limit` bytes of `stream`, read in chunks (memory follows the data, not `limit`)."""
+    parts, total = [], 0
+    while total < limit:
+        part = stream.read(min(chunk, limit - total))
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+    return b"".join(parts)
 
 
 def _fashion_mnist_dir() -> str:

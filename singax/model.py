@@ -21,7 +21,7 @@ import numpy as np
 
 from . import autograd
 from ._messages import MissingFileAssertionError, TypeAssertionError, ValueAssertionError
-from ._safe_npz import read_npz
+from ._safe_npz import open_regular, read_npz, write_npz
 from ._compile import _VALUE_ERRORS, GraphFunction
 from .layer import Layer
 from .tensor import Tensor, from_numpy, to_numpy
@@ -241,12 +241,23 @@ class Model(Layer):
         `__singax_opt__/`) so training resumes exactly; SINGA ignores them.
         The file is written atomically and never overwritten.
         """
-        if os.path.exists(fpath):
+        if not isinstance(fpath, (str, os.PathLike)) or not os.fspath(fpath) or os.fspath(fpath).endswith(os.sep):
+            raise ValueError(f"save_states: {fpath!r} is not a file path")
+        fpath = os.fspath(fpath)
+        if os.path.lexists(fpath):
             raise CheckpointExistsError(f"save_states: {fpath} already exists; remove it or choose another path")
+        folder = os.path.dirname(os.path.abspath(fpath))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"save_states: the folder {folder} of {fpath} does not exist")
+        if aux_states is not None and not isinstance(aux_states, dict):
+            raise TypeAssertionError(f"save_states: aux_states must be a dict name -> Tensor, "
+                                     f"got {type(aux_states).__name__}")
         self.check_skipped_steps()
         aux_states = dict(aux_states or {})
         states = self.get_states()
         for k, v in aux_states.items():
+            if not isinstance(k, str) or not k:
+                raise TypeAssertionError(f"save_states: aux state names must be non-empty str, got {k!r}")
             if not isinstance(v, Tensor):
                 raise TypeAssertionError(f"save_states: aux state {k!r} must be a Tensor, got {type(v).__name__}")
             if k in states or str(k).startswith(OPT_PREFIX):
@@ -259,14 +270,13 @@ class Model(Layer):
                 arrays[name] = to_numpy(t)
                 attrs[name] = {"state_type": kind, "shape": list(t.shape), "dtype": int(t.dtype)}
         npz = io.BytesIO()
-        np.savez(npz, **arrays)
-        folder = os.path.dirname(os.path.abspath(fpath))
+        write_npz(npz, arrays)
         fd, tmp = tempfile.mkstemp(prefix=".singax-ckpt-", dir=folder)
         try:
             with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
                 z.writestr(self.TENSOR_DICT_FILENAME.lstrip("/"), npz.getvalue())
                 z.writestr(self.STATES_ATTR_FILENAME.lstrip("/"), json.dumps(attrs))
-            if os.path.exists(fpath):
+            if os.path.lexists(fpath):
                 raise CheckpointExistsError(f"save_states: {fpath} appeared while writing; not overwritten")
             umask = os.umask(0)
             os.umask(umask)
@@ -403,7 +413,7 @@ def _read_checkpoint(fpath: str, problems) -> tuple[dict, dict]:
         raise MissingFileAssertionError(f"load_states: no checkpoint at {fpath}")
     want = (Model.TENSOR_DICT_FILENAME.lstrip("/"), Model.STATES_ATTR_FILENAME.lstrip("/"))
     try:
-        with zipfile.ZipFile(fpath) as z:
+        with open_regular(fpath, "load_states") as f, zipfile.ZipFile(f) as z:
             names = set(z.namelist())
             missing = [n for n in want if n not in names]
             if missing:
@@ -418,6 +428,6 @@ def _read_checkpoint(fpath: str, problems) -> tuple[dict, dict]:
                 arrays = read_npz(npz, fpath, "load_states", functools.partial(problems, attrs))
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
         raise ValueError(f"load_states: {fpath} is truncated or not a checkpoint zip ({err})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise ValueError(f"load_states: {fpath}: {want[1]} is not valid UTF-8 JSON ({err})") from None
     return arrays, attrs

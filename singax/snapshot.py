@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from ._safe_npz import open_regular
+
 __all__ = ["Snapshot"]
 
 
@@ -136,6 +138,7 @@ class Snapshot:
         self.buffer_size = buffer_size
         self._names: set = set()
         self._tmp: dict[str, str] = {}
+        self._failed = False
         if self.mode:
             folder = os.path.dirname(os.path.abspath(self.prefix))
             for ext in (".bin", ".desc"):
@@ -158,22 +161,39 @@ class Snapshot:
             raise ValueError("Snapshot.write: this snapshot was opened for reading (mode=False)")
         if not self._tmp:
             raise ValueError(f"Snapshot.write: {self.prefix}.bin is already closed")
+        if not isinstance(param_name, str) or not param_name or "\n" in param_name:
+            raise TypeError(f"Snapshot.write: the name must be a non-empty one-line str, got {param_name!r}")
         if param_name in self._names:
             raise ValueError(f"Snapshot.write: duplicate parameter name {param_name!r}")
-        from .tensor import to_numpy
+        from .tensor import Tensor, to_numpy
+        if not isinstance(param_val, Tensor):
+            raise TypeError(f"Snapshot.write: {param_name!r} must be a Tensor, got {type(param_val).__name__}")
         array = to_numpy(param_val)
         code = param_val.dtype
         key, value = param_name.encode(), _encode_tensor(array, code)
         record = (b"sg\x01\x00" + struct.pack("=Q", len(key)) + key
                   + struct.pack("=Q", len(value)) + value)
-        with open(self._tmp[".bin"], "ab") as f:
-            f.write(record)
-        with open(self._tmp[".desc"], "a") as desc:
-            desc.write(f"{param_name}: dtype {code}, shape {tuple(array.shape)}\n")
+        try:
+            with open(self._tmp[".bin"], "ab") as f:
+                f.write(record)
+            with open(self._tmp[".desc"], "a") as desc:
+                desc.write(f"{param_name}: dtype {code}, shape {tuple(array.shape)}\n")
+        except BaseException:
+            self._failed = True   # a half-written record: close() must not publish it
+            raise
         self._names.add(param_name)
 
     def close(self) -> None:
-        """Move the written records into `<f>.bin` and `<f>.desc` (a no-op for readers)."""
+        """Move the written records into `<f>.bin` and `<f>.desc` (a no-op for readers).
+
+        Nothing is published when a write failed half-way or a target is a folder."""
+        if not self._tmp:
+            return
+        blocked = [self.prefix + ext for ext in self._tmp if os.path.isdir(self.prefix + ext)]
+        if self._failed or blocked:
+            self._discard()
+            why = f"{blocked[0]} is a folder" if blocked else "an earlier write failed"
+            raise ValueError(f"Snapshot.close: {why}; nothing was written")
         tmp, self._tmp = self._tmp, {}
         umask = os.umask(0)
         os.umask(umask)
@@ -192,7 +212,10 @@ class Snapshot:
 
     def __del__(self) -> None:
         if getattr(self, "_tmp", None):
-            self.close()
+            if self._failed:
+                self._discard()
+            else:
+                self.close()
 
     def _discard(self) -> None:
         tmp, self._tmp = self._tmp, {}
@@ -208,7 +231,7 @@ class Snapshot:
         if self.mode:
             raise ValueError("Snapshot.read: this snapshot was opened for writing (mode=True)")
         from .tensor import Tensor
-        with open(self._path, "rb") as f:
+        with open_regular(self._path, "Snapshot.read") as f:
             buf = f.read()
         arrays, pos = {}, 0
         while pos < len(buf):

@@ -707,6 +707,9 @@ def test_a_failed_step_guard_keeps_parameters_and_slots(gate, platform):
 def test_set_states_names_the_optimizer_and_key_for_a_bad_counter():
     sgd = opt.SGD(0.1)
     sgd.set_states({"step_counter": 4})
-    with pytest.raises(ValueError, match=r"SGD.set_states: 'step_counter' must be a number, got 'a'"):
+    with pytest.raises(ValueError, match=r"SGD.set_states: 'step_counter' must be one finite number >= 0, got 'a'"):
         sgd.set_states({"step_counter": "a"})
+    for bad in (float("nan"), np.zeros((2, 3)), -1):
+        with pytest.raises(ValueError, match="must be one finite number"):
+            sgd.set_states({"step_counter": bad})
     assert float(np.asarray(sgd.get_states()["step_counter"]).reshape(-1)[0]) == 4.0   # unchanged

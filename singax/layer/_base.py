@@ -358,9 +358,11 @@ class Layer:
                 known += f", ... ({len(names)} in all)"
             raise ValueError(f"{self._label()}.{method}: " + "; ".join(problems)
                              + f". Known names: {known}. Nothing was changed.")
-        for key, arr in arrays.items():
-            t = targets[key]
-            t.data = _owned_copy(arr, _unlogged_data(t).dtype, t.device.jax_device, f"{self._label()}.{method}")
+        converted = {key: _owned_copy(arr, _unlogged_data(targets[key]).dtype, targets[key].device.jax_device,
+                                      f"{self._label()}.{method} {key!r}")
+                     for key, arr in arrays.items()}   # every value converts before any changes
+        for key, arr in converted.items():
+            targets[key].data = arr
 
 
 def _owned_copy(value: Any, dtype: Any, jax_device: Any, where: str) -> Any:

@@ -3,6 +3,7 @@ parameter identity (see `singax.opt`)."""
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 import weakref
 from typing import Any, Callable, Sequence
@@ -347,10 +348,13 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}.set_states: missing 'step_counter' "
                              f"(got keys {sorted(states)})")
         try:
-            count = float(np.asarray(_as_array(states["step_counter"])).reshape(-1)[0])
-        except (TypeError, ValueError, IndexError):
-            raise ValueError(f"{type(self).__name__}.set_states: 'step_counter' must be a number, "
-                             f"got {states['step_counter']!r}") from None
+            counter = np.asarray(_as_array(states["step_counter"]), dtype=np.float64)
+            count = float(counter.reshape(-1)[0]) if counter.size == 1 else math.nan
+        except (TypeError, ValueError):
+            count = math.nan
+        if not math.isfinite(count) or count < 0:
+            raise ValueError(f"{type(self).__name__}.set_states: 'step_counter' must be one finite number "
+                             f">= 0, got {states['step_counter']!r}")
         self.step_counter.data = self._put(jnp.full((1,), count, jnp.float32))
         self._refresh(force=True)
         if "loss_scale" in states:
@@ -471,7 +475,11 @@ class Optimizer:
         getattr(self, key)[uname] = t
 
     def _restored(self, uname: str, key: str, value: Any, like) -> jax.Array:
-        arr = jnp.asarray(_as_array(value))
+        raw = _as_array(value)
+        if np.dtype(raw.dtype).kind not in "biuf":
+            raise TypeError(f"{type(self).__name__}.set_states: state {key!r} of {uname!r} has dtype "
+                            f"{np.dtype(raw.dtype)}; expected real numbers")
+        arr = jnp.asarray(raw)
         if arr.shape != like.shape:
             raise ValueError(f"{type(self).__name__}.set_states: state {key!r} of {uname!r} has shape "
                              f"{arr.shape}, expected {like.shape}")
