@@ -412,3 +412,10 @@ def test_int_results_follow_singa():
 def test_bad_inputs_raise_value_errors_naming_the_op(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_max_and_min_propagate_nan_whatever_the_input_order():
+    a, b = T([np.nan, 1.0, 3.0]), T([2.0, np.nan, 1.0])
+    for fn, ref in ((autograd.max, np.maximum), (autograd.min, np.minimum)):
+        np.testing.assert_array_equal(fn(a, b).data, ref(a.data, b.data))
+        np.testing.assert_array_equal(fn(b, a).data, ref(b.data, a.data))

@@ -831,3 +831,46 @@ def test_backend_api_returns_declared_output_types_and_lists_singa_ops():
     assert y.dtype == np.bool_ and y.tolist() == [True, False, False]
     m.graph.output[0].type.tensor_type.elem_type = TensorProto.COMPLEX64
     assert not sonnx.SingaBackend.is_compatible(m)
+
+
+def test_backend_prepare_is_a_singa_rep_that_keeps_aux_outputs():
+    W = f32(4, 3)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["o"])],
+                          "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                          [helper.make_tensor_value_info("o", TensorProto.FLOAT, [2, 3])],
+                          initializer=[numpy_helper.from_array(W, "W")])
+    rep = sonnx.SingaBackend.prepare(helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)]))
+    assert isinstance(rep, sonnx.SingaRep) and sorted(rep.states) == ["W"] and len(rep.layers) == 2
+    x = f32(2, 4)
+    o, h = rep.run([x], aux_output=["h"])
+    np.testing.assert_allclose(h, x @ W, rtol=1e-5)
+    np.testing.assert_allclose(o, np.maximum(x @ W, 0), rtol=1e-5)
+
+
+def test_export_of_outputs_without_recorded_operations_is_refused():
+    x = t(f32(2, 4))
+    y = x + t(f32(2, 4))            # a Python operator records nothing
+    with pytest.raises(ValueError, match="to_onnx: the outputs have no recorded operations"):
+        sonnx.to_onnx([x], [y])
+
+
+def test_int64_values_int32_cannot_hold_are_refused_not_clipped():
+    g = helper.make_graph([helper.make_node("Add", ["x", "c"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.INT64, [3])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT64, [3])],
+                          initializer=[numpy_helper.from_array(np.array([2 ** 40, 3, 1], np.int64), "c")])
+    rep = sonnx.prepare(helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)]))
+    with pytest.raises(ValueError, match="constant 'c': int64 value 1099511627776 is outside int32"):
+        rep.run([np.array([1, 2, 3])])
+    with pytest.raises(ValueError, match="input 'x': int64 value -34359738368 is outside int32"):
+        rep.run([np.array([-2 ** 35, 2, 3])])
+
+
+def test_run_node_does_not_read_external_data_from_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.bin").write_bytes(np.array([4.5e30], np.float32).tobytes())
+    value = TensorProto(name="v", data_type=TensorProto.FLOAT, dims=[1], data_location=TensorProto.EXTERNAL)
+    value.external_data.add(key="location", value="secret.bin")
+    node = helper.make_node("ConstantOfShape", ["s"], ["y"], value=value)
+    with pytest.raises(ValueError, match="attribute 'value' refers to external data"):
+        sonnx.run_node(node, [np.array([2])])

@@ -101,11 +101,12 @@ def _gemm_check(A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0):
 
 
 def _select(xs, better):
-    """Fold left to right keeping the earlier input on ties; return (value, index of the winner)."""
+    """Fold left to right keeping the earlier input on ties and the first NaN (NaN propagates,
+    as in numpy and ONNX); return (value, index of the winner)."""
     cur = xs[0]
     idx = jnp.zeros(jnp.broadcast_shapes(*[x.shape for x in xs]), jnp.int32)
     for i, x in enumerate(xs[1:], 1):
-        take = better(x, cur)
+        take = (better(x, cur) | jnp.isnan(x)) & ~jnp.isnan(cur)
         cur, idx = jnp.where(take, x, cur), jnp.where(take, i, idx)
     return jnp.broadcast_to(cur, idx.shape), idx
 

@@ -75,8 +75,13 @@ def import_array(a, where: str) -> np.ndarray:
     if a.dtype.kind == "b" or name in _AS_FLOAT32:
         return a.astype(np.float32)
     if name == "int64":
-        # clip, so INT64_MAX ("to the end" in Slice) stays the largest int32 instead of wrapping
+        # clip, so INT64_MAX ("to the end" in Slice) stays the largest int32 instead of wrapping;
+        # other values int32 cannot hold are refused rather than changed
         info = np.iinfo(np.int32)
+        outside = (a < info.min) | (a > info.max)
+        if np.any(outside & (np.abs(a.astype(np.float64)) < 2.0 ** 62)):
+            raise ValueError(f"{where}: int64 value {a[outside].flat[0]} is outside int32, which singax "
+                             "holds int64 as")
         return np.clip(a, info.min, info.max).astype(np.int32)
     if name in _AS_INT32:
         return a.astype(np.int32)

@@ -46,6 +46,9 @@ def _attr_value(a) -> Any:
     if isinstance(v, bytes):
         return v.decode("utf-8")
     if isinstance(v, TensorProto):
+        if v.data_location == TensorProto.EXTERNAL:   # would be read relative to the current folder
+            raise ValueError(f"sonnx: attribute {a.name!r} refers to external data, which is read only "
+                             "for a model loaded from a file (sonnx.prepare(path))")
         return numpy_helper.to_array(v)
     if isinstance(v, list) and v and isinstance(v[0], bytes):
         return [s.decode("utf-8") for s in v]
@@ -471,21 +474,26 @@ class SingaBackend(Backend):
         return str(device).upper().split(":")[0] in ("CPU", "CUDA", "GPU")
 
 
-class _TypedRep(BackendRep):
-    """A SingaRep whose `run` returns numpy arrays cast to the graph's declared output types."""
+class _TypedRep(SingaRep):
+    """A SingaRep (its attributes are the wrapped one's) whose `run` returns numpy arrays,
+    the graph outputs cast to their declared types; `aux_output` tensors follow as they are."""
 
     def __init__(self, rep: SingaRep, model):
-        self.rep = rep
-        self.types = []
+        self.__dict__["rep"] = rep
+        types = []
         for o in model.graph.output:
             t, _ = _tensor_type(o.type)
-            self.types.append(helper.tensor_dtype_to_np_dtype(t.elem_type) if t is not None and t.elem_type
-                              else None)
+            types.append(helper.tensor_dtype_to_np_dtype(t.elem_type) if t is not None and t.elem_type else None)
+        self.__dict__["types"] = types
+
+    def __getattr__(self, attr: str):
+        return getattr(self.__dict__["rep"], attr)
 
     def run(self, inputs, **kwargs) -> list:
         outs = [_numpy(o) if isinstance(o, (Tensor, list)) else o for o in self.rep.run(inputs, **kwargs)]
+        typed = len(self.types) if kwargs.get("last_layers") is None else 0
         return [o if t is None or o is None else [e.astype(t) for e in o] if isinstance(o, list) else o.astype(t)
-                for o, t in zip(outs, self.types)]
+                for o, t in zip(outs[:typed], self.types)] + outs[typed:]
 
 
 def run_node(node, inputs: Sequence[Any], device: Any = "CPU", opset_version: int = 11) -> OrderedDict:

@@ -112,6 +112,11 @@ class SingaFrontend:
         inputs, ys = _tensor_inputs(inputs), _as_list(y, "outputs")
         order = post_order([t.creator for t in ys])
         leaves = [op for op in order if isinstance(op, Dummy)]
+        input_ids = {id(t) for t in inputs}
+        if len(leaves) == len(order) and any(id(t) not in input_ids for t in ys):
+            raise ValueError("to_onnx: the outputs have no recorded operations (Python operators such as "
+                             "`+` on Tensors and compiled steps leave none); compute them with autograd "
+                             "operators or layers in an eager forward")
         by_tensor = {id(t): i for i, t in enumerate(inputs)}
         input_of: dict[int, int] = {}     # id(leaf op) -> position in `inputs`
         for op in leaves:
@@ -120,7 +125,8 @@ class SingaFrontend:
                 input_of[id(op)] = i
         missing = [i for i in range(len(inputs)) if i not in input_of.values()]
         if missing:   # SINGA matches inputs to non-parameter leaves in DFS order
-            spare = [op for op in leaves if id(op) not in input_of and not op.tensor.stores_grad]
+            spare = [op for op in leaves if id(op) not in input_of and not op.tensor.stores_grad
+                     and op.tensor.shape in {inputs[i].shape for i in missing}]
             if len(spare) < len(missing):
                 unused = ", ".join(f"{i} (shape {inputs[i].shape})" for i in missing[len(spare):])
                 warnings.warn(f"to_onnx: input {unused} is not used by the graph that produced the "
