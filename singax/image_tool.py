@@ -44,7 +44,10 @@ def _as_pil(img: Any, fn: str):
     if isinstance(img, Image.Image):
         return img
     if isinstance(img, np.ndarray) and img.ndim in (2, 3):
-        return Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8))
+        if img.dtype != np.uint8:   # a cast would wrap 300 to 44 and turn 0.5 into 0
+            raise TypeError(f"{fn}: expected a uint8 (H, W[, C]) array, got dtype {img.dtype}; convert "
+                            "it first, e.g. np.clip(a * 255, 0, 255).astype(np.uint8) for floats in [0, 1]")
+        return Image.fromarray(np.ascontiguousarray(img))
     raise TypeError(f"{fn}: expected a PIL image or a uint8 (H, W[, C]) array, "
                     f"got {type(img).__name__}")
 

@@ -47,6 +47,9 @@ def test_crop_accepts_array_and_errors():
         it.crop(img(), (2, 2), "corner")
     with pytest.raises(TypeError, match="crop: expected a PIL image"):
         it.crop([[1]], (1, 1), "center")
+    for bad in (np.full((2, 2, 3), 0.5, np.float32), np.full((2, 2, 3), 300, np.int64)):
+        with pytest.raises(TypeError, match=f"flip: expected a uint8 .* array, got dtype {bad.dtype}"):
+            it.flip(bad)   # a cast would silently give zeros or wrapped values
 
 
 @pytest.mark.parametrize("position, x", [("left", 0), ("center", 1), ("right", 2)])
