@@ -1,4 +1,5 @@
 """singax.layer: names, lazy initialisation, shapes, numerics, gradients, modes, errors."""
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -290,6 +291,13 @@ def test_constructor_errors():
         layer.Conv2d(4, 3, padding=(1, 2, 3))
     with pytest.raises(ValueError, match="rnn_mode"):
         layer.CudnnRNN(4, rnn_mode="elman")
+    for make, match in ((lambda: layer.Conv2d(4, -3), "Conv2d: kernel_size must be positive, got -3"),
+                        (lambda: layer.Conv2d(4, 3, stride=0), "Conv2d: stride must be positive, got 0"),
+                        (lambda: layer.MaxPool2d(0), "MaxPool2d: kernel_size must be positive, got 0"),
+                        (lambda: layer.Conv2d(0, 3), "Conv2d: nb_kernels must be a positive int, got 0"),
+                        (lambda: layer.Conv2d(4, 3, padding=(1, 2, 0, -1)), "padding must not be negative")):
+        with pytest.raises(ValueError, match=re.escape(match)):
+            make()
 
 
 # --------------------------------------------------------------------------- numerics

@@ -13,24 +13,35 @@ from ._base import Layer, _gauss, _need_rank, _new
 
 
 def _hw_tuple(owner: str, what: str, v: Any) -> tuple[int, int]:
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        return int(v), int(v)
-    if isinstance(v, tuple) and len(v) == 2:
-        return int(v[0]), int(v[1])
-    raise TypeError(f"{owner}: {what} must be an int or a tuple (h, w), got {v!r}")
+    """A positive (h, w) from an int or a pair of ints."""
+    ints = (int, np.integer)
+    if isinstance(v, ints) and not isinstance(v, bool):
+        hw = int(v), int(v)
+    elif (isinstance(v, tuple) and len(v) == 2
+          and all(isinstance(e, ints) and not isinstance(e, bool) for e in v)):
+        hw = int(v[0]), int(v[1])
+    else:
+        raise TypeError(f"{owner}: {what} must be an int or a tuple (h, w), got {v!r}")
+    if min(hw) < 1:
+        raise ValueError(f"{owner}: {what} must be positive, got {v!r}")
+    return hw
 
 
 def _padding(owner: str, padding: Any) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
     """SINGA's padding argument -> (symmetric (ph, pw), odd (top, bottom, left, right))."""
     if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
-        return (int(padding), int(padding)), (0, 0, 0, 0)
-    if isinstance(padding, (tuple, list)) and len(padding) == 2:
-        return (int(padding[0]), int(padding[1])), (0, 0, 0, 0)
-    if isinstance(padding, (tuple, list)) and len(padding) == 4:
-        top, bottom, left, right = (int(p) for p in padding)
-        ph, pw = min(top, bottom), min(left, right)
-        return (ph, pw), (top - ph, bottom - ph, left - pw, right - pw)
-    raise TypeError(f"{owner}: padding must be an int, (h, w) or (top, bottom, left, right), got {padding!r}")
+        sides = (int(padding),) * 4
+    elif isinstance(padding, (tuple, list)) and len(padding) == 2:
+        sides = (int(padding[0]), int(padding[0]), int(padding[1]), int(padding[1]))
+    elif isinstance(padding, (tuple, list)) and len(padding) == 4:
+        sides = tuple(int(p) for p in padding)
+    else:
+        raise TypeError(f"{owner}: padding must be an int, (h, w) or (top, bottom, left, right), got {padding!r}")
+    if min(sides) < 0:
+        raise ValueError(f"{owner}: padding must not be negative, got {padding!r}")
+    top, bottom, left, right = sides
+    ph, pw = min(top, bottom), min(left, right)
+    return (ph, pw), (top - ph, bottom - ph, left - pw, right - pw)
 
 
 _PAD_MODES = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
@@ -113,6 +124,8 @@ class Conv2d(Layer):
                 raise TypeError(f"Conv2d: unexpected keyword argument {k!r}")
         if activation not in ("NOTSET", "RELU"):
             raise ValueError(f"Conv2d: activation must be 'NOTSET' or 'RELU', got {activation!r}")
+        if isinstance(nb_kernels, bool) or not isinstance(nb_kernels, (int, np.integer)) or nb_kernels < 1:
+            raise ValueError(f"Conv2d: nb_kernels must be a positive int, got {nb_kernels!r}")
         self.nb_kernels = int(nb_kernels)
         self.kernel_size = _hw_tuple("Conv2d", "kernel_size", kernel_size)
         self.stride = _hw_tuple("Conv2d", "stride", stride)
