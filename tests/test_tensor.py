@@ -715,3 +715,14 @@ def test_module_copy_from_numpy_on_tensor_and_raw():
 def test_repr():
     assert repr(T(np.array([1.0, 2.0], np.float32))) == "[1. 2.], float32"
     assert repr(T(np.array([1, 2], np.int32))).endswith(", int32")
+
+
+@pytest.mark.parametrize("shape", [(2.5, 3), (True, 3), "ab", (None, 2)])
+def test_shapes_must_be_ints_not_truncated(shape):
+    with pytest.raises(TypeError, match="Tensor: shape must be a sequence of ints"):
+        tensor.Tensor(shape)
+
+
+def test_device_must_be_a_device():
+    with pytest.raises(TypeError, match="Tensor: device must be a singax Device .* got str"):
+        tensor.Tensor((2,), device="cpu")

@@ -85,11 +85,14 @@ def _np_input(x: Any, where: str) -> np.ndarray:
 
 
 def _ints_of_shape(shape: Any, where: str) -> tuple:
-    """An int or a sequence of ints as a tuple of ints (any sign)."""
+    """An int or a sequence of ints as a tuple of ints (any sign); floats, bools and strings
+    are refused rather than truncated."""
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
     try:
-        return tuple(int(s) for s in shape)
+        if isinstance(shape, (str, bytes)) or any(isinstance(s, (bool, np.bool_)) for s in shape):
+            raise TypeError
+        return tuple(operator.index(s) for s in shape)
     except TypeError:
         raise TypeError(f"{where}: shape must be a sequence of ints, got {shape!r}") from None
 

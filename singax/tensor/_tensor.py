@@ -58,6 +58,9 @@ class Tensor(Handle):
                  dtype: Any = float32, data: Any = None, requires_grad: bool = True,
                  stores_grad: bool = False, creator: Any = None, name: str | None = None):
         dev = device if device is not None else _device.get_default_device()
+        if not isinstance(dev, _device.Device):
+            raise TypeError(f"Tensor: device must be a singax Device (device.create_cpu_device(), ...), "
+                            f"got {type(device).__name__}")
         if data is None:
             arr = _on(jnp.zeros(_shape_tuple(shape, "Tensor"), to_np_dtype(dtype, "Tensor")), dev)
         elif isinstance(data, _ARRAY_TYPES):
