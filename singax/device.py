@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
 import jax
+import numpy as np
 
 from ._handle import Handle
 from ._fork import check_not_forked
@@ -43,6 +45,8 @@ class Device:
         self._skip_iteration = 5
 
     def _make_key(self, seed: int) -> jax.Array:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not -2 ** 63 <= seed < 2 ** 63:
+            raise ValueError(f"SetRandSeed: the seed must be an int in [-2**63, 2**63), got {seed!r}")
         return jax.device_put(jax.random.key_data(jax.random.PRNGKey(int(seed))), self.jax_device)
 
     # --- SINGA methods ---------------------------------------------------
@@ -228,12 +232,18 @@ def create_cuda_gpu() -> Device:
     return create_cuda_gpu_on(0)
 
 
+def _device_id(fn: str, device_id: Any) -> int:
+    if isinstance(device_id, bool) or not isinstance(device_id, (int, np.integer)) or device_id < 0:
+        raise ValueError(f"{fn}: device_id must be an int >= 0, got {device_id!r}")
+    return int(device_id)
+
+
 def create_cuda_gpu_on(device_id: int) -> Device:
-    return _accelerator("gpu", int(device_id))
+    return _accelerator("gpu", _device_id("create_cuda_gpu_on", device_id))
 
 
 def create_cuda_gpus(num: int) -> list[Device]:
-    return [create_cuda_gpu_on(i) for i in range(num)]
+    return [create_cuda_gpu_on(i) for i in range(_device_id("create_cuda_gpus", num))]
 
 
 def create_cuda_gpus_on(device_ids) -> list[Device]:
@@ -241,7 +251,7 @@ def create_cuda_gpus_on(device_ids) -> list[Device]:
 
 
 def create_tpu_device(device_id: int = 0) -> Device:
-    return _accelerator("tpu", int(device_id))
+    return _accelerator("tpu", _device_id("create_tpu_device", device_id))
 
 
 def create_opencl_device() -> Device:
@@ -273,7 +283,7 @@ def get_gpu_ids() -> list[int]:
 def get_gpu_mem_size(device_id: int) -> tuple[int, int]:
     """(free, total) bytes of GPU `device_id`, from XLA's memory stats."""
     gpus = _platform_devices("gpu")
-    if device_id >= len(gpus):
+    if _device_id("get_gpu_mem_size", device_id) >= len(gpus):
         raise ValueError(f"get_gpu_mem_size: no GPU {device_id} (found {len(gpus)})")
     stats = gpus[device_id].memory_stats() or {}
     total = int(stats.get("bytes_limit", 0))
@@ -282,7 +292,7 @@ def get_gpu_mem_size(device_id: int) -> tuple[int, int]:
 
 def device_query(device_id: int, verbose: bool = False) -> str:
     gpus = _platform_devices("gpu")
-    if device_id >= len(gpus):
+    if _device_id("device_query", device_id) >= len(gpus):
         return f"no GPU {device_id}"
     d = gpus[device_id]
     return f"{d.device_kind} (id {d.id})" + (f" {d.memory_stats()}" if verbose else "")

@@ -139,3 +139,13 @@ def test_default_device_from_environment(monkeypatch):
     with pytest.raises(TypeError, match="set_default_device: expected a singax Device"):
         device.set_default_device(3)
     monkeypatch.setattr(device, "_default", [])
+
+
+def test_bad_device_ids_and_seeds_are_clear_errors():
+    for call, match in ((lambda: device.create_cuda_gpu_on(-1), "create_cuda_gpu_on: device_id must be an int >= 0"),
+                        (lambda: device.create_cuda_gpu_on(1.5), "create_cuda_gpu_on: device_id must be an int"),
+                        (lambda: device.create_cuda_gpus(-2), "create_cuda_gpus: device_id must be an int >= 0"),
+                        (lambda: device.get_gpu_mem_size(-1), "get_gpu_mem_size: device_id must be an int >= 0"),
+                        (lambda: device.get_default_device().SetRandSeed(2 ** 70), r"SetRandSeed: the seed must")):
+        with pytest.raises(ValueError, match=match):
+            call()
