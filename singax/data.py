@@ -265,8 +265,8 @@ def batches(x: np.ndarray, y: np.ndarray | None, batch_size: int, shuffle: bool 
       drop_last: skip the final partial batch, so every batch has the same shape
         (what a compiled `Model` needs).
     """
-    if int(batch_size) < 1:
-        raise ValueError(f"batches: batch_size must be >= 1, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batches: batch_size must be an int >= 1, got {batch_size!r}")
     if y is not None and len(x) != len(y):
         raise ValueError(f"batches: x has {len(x)} samples but y has {len(y)}")
     n = len(x)
@@ -280,6 +280,12 @@ def batches(x: np.ndarray, y: np.ndarray | None, batch_size: int, shuffle: bool 
 def one_hot(y: Sequence[int], num_classes: int, dtype: Any = np.float32) -> np.ndarray:
     """One-hot rows (N, num_classes) for integer labels."""
     y = np.asarray(y).reshape(-1)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"one_hot: num_classes must be an int >= 1, got {num_classes!r}")
+    if y.size and y.dtype.kind not in "iu":
+        if y.dtype.kind != "f" or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError(f"one_hot: labels must be whole numbers, got dtype {y.dtype} values such as {y[0]!r}")
+        y = y.astype(np.int64)
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(f"one_hot: labels must be in [0, {num_classes}), got range "
                          f"[{y.min()}, {y.max()}]")

@@ -364,3 +364,14 @@ def test_post_order_recursive():
         t = Mul(name=f"c{i}")(t, w)[0]
     nodes, _, _ = utils.post_order_recursive(t.creator, None)
     assert len(nodes) == 3000 and next(iter(nodes)) == "c0"
+
+
+def test_one_hot_and_batches_check_their_arguments():
+    np.testing.assert_array_equal(data.one_hot([1.0, 2.0], 3), [[0, 1, 0], [0, 0, 1]])
+    for bad in ([0.5], ["a"], [np.nan]):
+        with pytest.raises(ValueError, match="one_hot: labels must be whole numbers"):
+            data.one_hot(bad, 3)
+    with pytest.raises(ValueError, match="one_hot: num_classes must be an int >= 1, got -1"):
+        data.one_hot([], -1)
+    with pytest.raises(ValueError, match="batches: batch_size must be an int >= 1, got 2.5"):
+        next(data.batches(np.ones((4, 2)), None, 2.5))
