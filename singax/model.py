@@ -316,6 +316,9 @@ class Model(Layer):
 
     def _checkpoint_problems(self, current: dict, attrs: dict, headers: dict) -> list:
         """Everything wrong with a checkpoint's headers {name: (shape, dtype)} for this model."""
+        if not current:
+            return [f"{type(self).__name__} has no parameters yet: call compile() (or run a forward pass) "
+                    "before load_states, so the checkpoint's states have somewhere to go"]
         problems = []
         model_bytes = sum(int(np.prod(t.shape)) * np.dtype(t.data.dtype).itemsize for t in current.values())
         largest = max([int(np.prod(t.shape)) for t in current.values()] + [1])

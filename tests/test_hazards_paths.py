@@ -144,3 +144,12 @@ def test_snapshot_writer_checks_its_arguments_and_refuses_a_folder_target(tmp_pa
         w.close()
     assert sorted(os.listdir(tmp_path)) == ["p.bin", "p.desc"]   # temporary files removed
     assert open(prefix + ".desc").read().count("a: dtype") == 1     # the old description stays
+
+
+def test_loading_into_a_model_without_parameters_says_to_compile_first(tmp_path):
+    net = build()
+    path = str(tmp_path / "a.zip")
+    net.save_states(path)
+    fresh = type(net)()
+    with pytest.raises(ValueError, match=r"MLP has no parameters yet: call compile\(\)"):
+        fresh.load_states(path)
