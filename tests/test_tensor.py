@@ -726,3 +726,16 @@ def test_shapes_must_be_ints_not_truncated(shape):
 def test_device_must_be_a_device():
     with pytest.raises(TypeError, match="Tensor: device must be a singax Device .* got str"):
         tensor.Tensor((2,), device="cpu")
+
+
+@pytest.mark.parametrize("fill, match", [
+    (lambda t: t.uniform(1, 0), r"Tensor.uniform: low must be <= high, got 1.0 and 0.0"),
+    (lambda t: t.gaussian(0, -1), r"Tensor.gaussian: std must be >= 0, got -1.0"),
+    (lambda t: t.bernoulli(2), r"Tensor.bernoulli: p must be in \[0, 1\], got 2.0"),
+    (lambda t: t.bernoulli(float("nan")), r"Tensor.bernoulli: p must be in \[0, 1\], got nan"),
+])
+def test_random_fills_refuse_impossible_distributions(fill, match):
+    t = tensor.from_numpy(np.arange(3, dtype=np.float32))
+    with pytest.raises(ValueError, match=match):
+        fill(t)
+    np.testing.assert_array_equal(tensor.to_numpy(t), [0, 1, 2])

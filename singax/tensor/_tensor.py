@@ -222,6 +222,7 @@ class Tensor(Handle):
         if not inplace:
             raise NotImplementedError("Tensor.gaussian: only inplace=True is supported (as in SINGA)")
         mean, std = _fill_value(mean, "Tensor.gaussian"), _fill_value(std, "Tensor.gaussian")
+        _require(isinstance(std, float) and not std >= 0, f"Tensor.gaussian: std must be >= 0, got {std}")
         self.data = _normal(self.device.next_key(), mean, std, self.shape, self._np_dtype(), self.device)
         return self
 
@@ -230,6 +231,8 @@ class Tensor(Handle):
         if not inplace:
             raise NotImplementedError("Tensor.uniform: only inplace=True is supported (as in SINGA)")
         low, high = _fill_value(low, "Tensor.uniform"), _fill_value(high, "Tensor.uniform")
+        _require(isinstance(low, float) and isinstance(high, float) and not low <= high,
+                 f"Tensor.uniform: low must be <= high, got {low} and {high}")
         self.data = _uniform(self.device.next_key(), low, high, self.shape, self._np_dtype(), self.device)
         return self
 
@@ -238,6 +241,7 @@ class Tensor(Handle):
         if not inplace:
             raise NotImplementedError("Tensor.bernoulli: only inplace=True is supported (as in SINGA)")
         p = _fill_value(p, "Tensor.bernoulli")
+        _require(isinstance(p, float) and not 0 <= p <= 1, f"Tensor.bernoulli: p must be in [0, 1], got {p}")
         self.data = _bernoulli(self.device.next_key(), p, self.shape, self._np_dtype(), self.device)
         return self
 
@@ -466,6 +470,12 @@ class Tensor(Handle):
     def _new(self, array) -> "Tensor":
         """A fresh untracked tensor on this device holding `array` (never self's buffer)."""
         return _wrap(_fresh(array, self.__dict__["_data"]), self.device)
+
+
+def _require(failed: bool, message: str) -> None:
+    """Raise ValueError(message) when a concrete argument check failed (NaN fails too)."""
+    if failed:
+        raise ValueError(message)
 
 
 def _wrap(array, dev, requires_grad: bool = True, creator=None, name: str | None = None) -> Tensor:
