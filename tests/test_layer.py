@@ -295,7 +295,9 @@ def test_constructor_errors():
                         (lambda: layer.Conv2d(4, 3, stride=0), "Conv2d: stride must be positive, got 0"),
                         (lambda: layer.MaxPool2d(0), "MaxPool2d: kernel_size must be positive, got 0"),
                         (lambda: layer.Conv2d(0, 3), "Conv2d: nb_kernels must be a positive int, got 0"),
-                        (lambda: layer.Conv2d(4, 3, padding=(1, 2, 0, -1)), "padding must not be negative")):
+                        (lambda: layer.Conv2d(4, 3, padding=(1, 2, 0, -1)), "padding must not be negative"),
+                        (lambda: layer.BatchNorm2d(momentum=5), "BatchNorm2d: momentum (the new batch's weight) "
+                                                                "must be in [0, 1], got 5")):
         with pytest.raises(ValueError, match=re.escape(match)):
             make()
 

@@ -181,6 +181,8 @@ def test_shape_nonzero_constant_of_shape():
     assert autograd.ConstantOfShape().value == 0.0
     with pytest.raises(ValueError, match=r"constant_of_shape: dims must be >= 0, got \[2, -1\]"):
         autograd.constant_of_shape(tensor.from_numpy(np.array([2, -1], np.int32)))
+    with pytest.raises(ValueError, match=r"constant_of_shape: dims \[1000000, 1000000, 4\] ask for 4000000000000"):
+        autograd.constant_of_shape(tensor.from_numpy(np.array([1000000, 1000000, 4], np.int32)))
 
 
 # --- rounding, kinks ----------------------------------------------------------

@@ -280,6 +280,9 @@ def _constant_of_shape(x, value=0.0):
     dims = tuple(int(d) for d in np.asarray(x).reshape(-1))
     if any(d < 0 for d in dims):
         raise ValueError(f"constant_of_shape: dims must be >= 0, got {list(dims)}")
+    if math.prod(dims) >= 2 ** 31:
+        raise ValueError(f"constant_of_shape: dims {list(dims)} ask for {math.prod(dims)} elements, more than "
+                         "singax fills (2**31 - 1)")
     return jnp.full(dims, float(_first(value)), jnp.float32)
 
 

@@ -222,6 +222,8 @@ class BatchNorm2d(Layer):
         if momentum is None:
             momentum = args[1] if len(args) > 1 else 0.9
         self.momentum = float(momentum)
+        if not 0 <= self.momentum <= 1:
+            raise ValueError(f"BatchNorm2d: momentum (the new batch's weight) must be in [0, 1], got {momentum!r}")
 
     def initialize(self, x: Tensor) -> None:
         _need_rank(self, x, (2, 4), "(N, C, H, W) or (N, C)")
