@@ -368,7 +368,10 @@ class Model(Layer):
         if not opts:
             return   # e.g. loading a trained model to predict: optimizer entries are skipped
         for k in arrays:
-            index = k.split("/", 1)[0]
+            index, _, rest = k.partition("/")
+            if not rest:
+                raise ValueError(f"load_states: optimizer state {OPT_PREFIX + k!r} names no state "
+                                 f"(expected {OPT_PREFIX}<optimizer>/<state>)")
             if not index.isdigit() or int(index) >= len(opts):
                 raise ValueError(f"load_states: checkpoint has optimizer state {k!r} but the model has "
                                  f"{len(opts)} optimizer(s)")
@@ -401,6 +404,10 @@ def _unflatten_states(flat: dict) -> dict:
         node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"optimizer state {k!r} nests inside the value {p!r}")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ValueError(f"optimizer state {k!r} is also a group of states")
         node[parts[-1]] = from_numpy(v)
     return out
 

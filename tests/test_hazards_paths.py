@@ -153,3 +153,29 @@ def test_loading_into_a_model_without_parameters_says_to_compile_first(tmp_path)
     fresh = type(net)()
     with pytest.raises(ValueError, match=r"MLP has no parameters yet: call compile\(\)"):
         fresh.load_states(path)
+
+
+@pytest.mark.parametrize("names, match", [
+    (["__singax_opt__/0"], r"optimizer state '__singax_opt__/0' names no state"),
+    (["__singax_opt__/0/step_counter", "__singax_opt__/0/moments/l1.W", "__singax_opt__/0/moments/l1.W/x"],
+     r"optimizer state 'moments/l1.W(/x)?' (is also a group of states|nests inside the value 'l1.W')"),
+])
+def test_malformed_optimizer_entries_in_a_checkpoint_are_named(names, match, tmp_path):
+    net = build()
+    train(net, 1)
+    arrays = {k: tensor.to_numpy(v) for k, v in net.get_states().items()}
+    attrs = {k: {"state_type": 0, "shape": list(v.shape), "dtype": 0} for k, v in arrays.items()}
+    for n in names:
+        arrays[n] = np.zeros((5, 4) if n.endswith("l1.W") else 1, np.float32)
+        attrs[n] = {"state_type": 1, "shape": list(arrays[n].shape), "dtype": 0}
+    npz = io.BytesIO()
+    np.savez(npz, **arrays)
+    path = str(tmp_path / "opt.zip")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("tensor_dict.npz", npz.getvalue())
+        z.writestr("states_attr.json", json.dumps(attrs))
+    before, opt_before = _states(net), _opt_states(net.optimizer)
+    with pytest.raises(ValueError, match=match):
+        net.load_states(path)
+    assert all(np.array_equal(before[k], v) for k, v in _states(net).items())
+    assert all(np.array_equal(opt_before[k], v) for k, v in _opt_states(net.optimizer).items())
