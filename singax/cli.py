@@ -15,6 +15,7 @@ import os
 import runpy
 import sys
 import traceback
+import warnings
 
 USAGE = """usage: singax run SCRIPT.py [ARGS...]
        singax --version
@@ -61,6 +62,9 @@ def run_script(path: str, args: list[str]) -> int:
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):  # a folder with __main__.py, as `python folder` accepts
         folder = os.path.abspath(path)
+    # SINGA scripts print 1-element loss arrays with '%f'; numpy 2.x warns about it every time
+    warnings.filterwarnings("ignore", message="Conversion of an array with ndim > 0 to a scalar",
+                            category=DeprecationWarning)
     sys.argv = [path, *args]
     sys.path.insert(0, folder)
     sys.path.insert(1, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_as_singa"))

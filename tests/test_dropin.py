@@ -171,6 +171,15 @@ def test_cli_explains_numpy_scalar_conversion_failures(tmp_path, capsys):
     assert err.strip().splitlines()[-1] == cli.NUMPY_SCALAR_HINT
 
 
+@pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) >= "2.4.0", reason="numpy 2.4 refuses the conversion")
+def test_cli_keeps_singa_loss_prints_free_of_numpy_deprecation_noise(tmp_path):
+    script = tmp_path / "loss_print.py"
+    script.write_text("import numpy as np\nprint('loss %.1f' % np.full([1], 2.5))\n")
+    result = _singax("run", str(script), cwd=str(tmp_path))
+    assert result.returncode == 0 and result.stdout == "loss 2.5\n"
+    assert "DeprecationWarning" not in result.stderr
+
+
 def test_cli_runs_script_like_python(tmp_path):
     helper = tmp_path / "helper_mod.py"
     helper.write_text("VALUE = 41\n")
