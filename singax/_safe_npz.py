@@ -19,14 +19,16 @@ Check = Callable[[dict], list]
 def open_regular(path: str | os.PathLike, where: str) -> IO[bytes]:
     """`path` opened for binary reading, refused (ValueError naming it) unless it is a regular
     file: a device (/dev/zero), a FIFO or a directory would never end or never open."""
+    nonblock = getattr(os, "O_NONBLOCK", 0)   # opening a FIFO must not wait for a writer
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(path, os.O_RDONLY | nonblock)
     except IsADirectoryError:
         raise ValueError(f"{where}: {os.fspath(path)} is a directory, not a file") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise ValueError(f"{where}: {os.fspath(path)} is not a regular file")
-    os.set_blocking(fd, True)
+    if nonblock:
+        os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 
 
