@@ -233,3 +233,16 @@ def test_leaf_gradients_are_named_after_the_tensor_and_unnamed_tensors_count():
     w = Tensor(data=np.ones(2, np.float32), stores_grad=True, name="W")
     (p, g), = autograd.backward(autograd.reduce_sum(autograd.mul(w, anon), keepdims=0))
     assert p is w and g.name == "W_g" == w.creator.grad_name(0)
+
+
+def test_backward_dy_must_fit_y():
+    autograd.training = True
+    w = Tensor(data=np.ones((2, 2), np.float32), stores_grad=True, name="w")
+    loss = autograd.mse_loss(w, Tensor(data=np.zeros((2, 2), np.float32)))      # shape (1,)
+    (_, g), = autograd.backward(loss, Tensor(data=np.ones((1, 1), np.float32)))  # SINGA's losses ignore dy
+    np.testing.assert_allclose(g.data, np.full((2, 2), 0.5))
+    y = autograd.mul(w, w)
+    with pytest.raises(autograd.OperandError, match=r"backward: dy of shape \(4,\) does not fit y of shape \(2, 2\)"):
+        list(autograd.backward(y, Tensor(data=np.ones(4, np.float32))))
+    with pytest.raises(AssertionError, match="exactly one element"):
+        list(autograd.backward(y))

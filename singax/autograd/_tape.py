@@ -263,8 +263,8 @@ def _ones_like_output(y: Tensor):
 
 
 def _as_array(dy, y: Tensor):
-    """`dy` as an array of y's shape: a number fills it, an array of y's size is reshaped
-    (a (1, 1) dy for a (1,) loss), and any other shape must broadcast to it."""
+    """`dy` as an array of y's shape: a number fills it, a one-element dy of a one-element y
+    is reshaped (a (1, 1) dy for a (1,) loss), and any other shape must broadcast to it."""
     if dy is None:
         return _ones_like_output(y)
     if isinstance(dy, (int, float)):
@@ -272,7 +272,7 @@ def _as_array(dy, y: Tensor):
     arr = dy.data if isinstance(dy, Tensor) else jnp.asarray(dy)
     if arr.shape == y.shape:
         return arr
-    if arr.size == y.size():
+    if arr.size == y.size() == 1:
         return arr.reshape(y.shape)
     try:
         if np.broadcast_shapes(arr.shape, y.shape) == y.shape:

@@ -426,8 +426,8 @@ class Optimizer:
         """A gradient of `grad_shape` can update `param` (same shape, a float parameter)."""
         owner = type(self).__name__
         if param.shape != tuple(grad_shape):
-            raise ValueAssertionError(f"{owner}.apply: gradient shape {tuple(grad_shape)} does not match the shape "
-                             f"{param.shape} of parameter {name!r}")
+            raise ValueAssertionError(f"{owner}.apply: gradient shape {tuple(grad_shape)} does not match "
+                                      f"the shape {param.shape} of parameter {name!r}")
         if not is_floating(param.data.dtype):
             raise TypeError(f"{owner}.apply: parameter {name!r} has non-float dtype "
                             f"{param.data.dtype}")
