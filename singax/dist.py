@@ -24,9 +24,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._handle import Handle
-from ._messages import TypeAssertionError
 from ._launch import NcclIdHolder, mpi_coordinator, mpi_world, start_runtime
 from ._mesh import active_mesh, clear_mesh, use_mesh
+from ._messages import TypeAssertionError
 
 __all__ = ["DistOpt", "NcclIdHolder", "init_distributed", "active_mesh", "use_mesh", "clear_mesh"]
 
@@ -307,7 +307,7 @@ class DistOpt:
         for p, g in autograd.backward(loss):
             if p.data.dtype != jnp.float32:
                 raise TypeAssertionError(f"DistOpt.backward_and_update_half: parameter {p.name} is "
-                                f"{p.data.dtype}; it needs float32 parameters")
+                                         f"{p.data.dtype}; it needs float32 parameters")
             h = g.data.astype(jnp.float16)
             if clipping:
                 h = jnp.clip(h, -clip_Value, clip_Value)

@@ -134,7 +134,7 @@ class Model(Layer):
         """
         if not isinstance(inputs, (list, tuple)) or not inputs or not isinstance(inputs[0], Tensor):
             raise ValueAssertionError("Model.compile: inputs must be a non-empty list of Tensors "
-                             f"(got {type(inputs).__name__})")
+                                      f"(got {type(inputs).__name__})")
         autograd.training = False
         try:
             try:
@@ -241,9 +241,10 @@ class Model(Layer):
         `__singax_opt__/`) so training resumes exactly; SINGA ignores them.
         The file is written atomically and never overwritten.
         """
-        if not isinstance(fpath, (str, os.PathLike)) or not os.fspath(fpath) or os.fspath(fpath).endswith(os.sep):
+        path = os.fspath(fpath) if isinstance(fpath, (str, os.PathLike)) else ""
+        if not path or path.endswith(os.sep):
             raise ValueError(f"save_states: {fpath!r} is not a file path")
-        fpath = os.fspath(fpath)
+        fpath = path
         if os.path.lexists(fpath):
             raise CheckpointExistsError(f"save_states: {fpath} already exists; remove it or choose another path")
         folder = os.path.dirname(os.path.abspath(fpath))
