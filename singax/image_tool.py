@@ -52,6 +52,17 @@ def _as_pil(img: Any, fn: str):
                     f"got {type(img).__name__}")
 
 
+def _finite(fn: str, what: str, value: Any) -> float:
+    """`value` as a finite float, else ValueError naming the function and argument."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"{fn}: {what} must be a finite number, got {value!r}")
+    return number
+
+
 def _rng(rng: np.random.Generator | None) -> np.random.Generator:
     return np.random.default_rng() if rng is None else rng
 
@@ -132,6 +143,7 @@ def resize(img, small_size: int):
 def scale(img, ratio: float):
     """Resize both sides by `ratio` (sizes truncated, at least 1 pixel)."""
     img = _as_pil(img, "scale")
+    ratio = _finite("scale", "ratio", ratio)
     if not ratio > 0:
         raise ValueError(f"scale: ratio must be > 0, got {ratio}")
     w, h = img.size
@@ -173,6 +185,7 @@ def enhance(img, scale: float, rng: np.random.Generator | None = None):
     """
     _, ImageEnhance = _pil()
     img = _as_pil(img, "enhance")
+    scale = _finite("enhance", "scale", scale)
     if not 0 <= scale:
         raise ValueError(f"enhance: scale must be >= 0, got {scale}")
     rng = _rng(rng)
@@ -198,8 +211,9 @@ def flip_down(img):
 
 def get_list_sample(l: Sequence, sample_size: int, rng: np.random.Generator | None = None) -> list:
     """Pick `sample_size` distinct items of `l` at random, kept in `l`'s order."""
-    if not 0 <= sample_size <= len(l):
-        raise ValueError(f"get_list_sample: sample_size must be in [0, {len(l)}] "
+    whole = isinstance(sample_size, (int, np.integer)) and not isinstance(sample_size, bool)
+    if not whole or not 0 <= sample_size <= len(l):
+        raise ValueError(f"get_list_sample: sample_size must be an int in [0, {len(l)}] "
                          f"(the list length), got {sample_size}")
     idx = np.sort(_rng(rng).choice(len(l), size=sample_size, replace=False))
     return [l[i] for i in idx]
@@ -333,6 +347,8 @@ class ImageTool:
 
     def rotate_by_list(self, angle_list: Sequence[float], num_case: int = 1, inplace: bool = True):
         """Rotate (counter-clockwise, same size) by `num_case` distinct angles in degrees."""
+        for a in angle_list:
+            _finite("rotate_by_list", "every angle", a)
         self._sample(angle_list, num_case, "rotate_by_list")
         return self._apply(lambda img: [img.rotate(float(a)) for a in
                                         self._sample(angle_list, num_case, "rotate_by_list")], inplace)

@@ -137,7 +137,7 @@ def test_get_list_sample():
     assert len(set(s)) == 3 and s == sorted(s)
     assert it.get_list_sample(l, 6) == l
     assert it.get_list_sample(l, 0) == []
-    with pytest.raises(ValueError, match=r"get_list_sample: sample_size must be in \[0, 6\].* 7"):
+    with pytest.raises(ValueError, match=r"get_list_sample: sample_size must be an int in \[0, 6\].* 7"):
         it.get_list_sample(l, 7)
 
 
@@ -277,3 +277,14 @@ def test_method_errors_leave_state_unchanged(call, match):
     with pytest.raises(ValueError, match=match):
         call(t)
     assert t.get() is before and len(before) == 2
+
+
+def test_numbers_must_be_finite_and_sample_sizes_whole():
+    a = np.zeros((4, 6, 3), np.uint8)
+    for call, match in ((lambda: it.scale(a, float("inf")), "scale: ratio must be a finite number, got inf"),
+                        (lambda: it.enhance(a, float("nan")), "enhance: scale must be a finite number, got nan"),
+                        (lambda: it.get_list_sample([1, 2, 3], 1.5), r"sample_size must be an int in \[0, 3\]"),
+                        (lambda: it.ImageTool().set([a]).rotate_by_list([float("nan")]),
+                         "rotate_by_list: every angle must be a finite number")):
+        with pytest.raises(ValueError, match=match):
+            call()
