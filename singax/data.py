@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ._args import is_int
 from ._safe_npz import element_count, open_regular
 
 __all__ = [
@@ -265,7 +266,7 @@ def batches(x: np.ndarray, y: np.ndarray | None, batch_size: int, shuffle: bool 
       drop_last: skip the final partial batch, so every batch has the same shape
         (what a compiled `Model` needs).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batches: batch_size must be an int >= 1, got {batch_size!r}")
     if y is not None and len(x) != len(y):
         raise ValueError(f"batches: x has {len(x)} samples but y has {len(y)}")
@@ -280,7 +281,7 @@ def batches(x: np.ndarray, y: np.ndarray | None, batch_size: int, shuffle: bool 
 def one_hot(y: Sequence[int], num_classes: int, dtype: Any = np.float32) -> np.ndarray:
     """One-hot rows (N, num_classes) for integer labels."""
     y = np.asarray(y).reshape(-1)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+    if not is_int(num_classes) or num_classes < 1:
         raise ValueError(f"one_hot: num_classes must be an int >= 1, got {num_classes!r}")
     if y.size and y.dtype.kind not in "iu":
         if y.dtype.kind != "f" or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):

@@ -17,8 +17,8 @@ import warnings
 from typing import Any
 
 import jax
-import numpy as np
 
+from ._args import is_int
 from ._handle import Handle
 from ._fork import check_not_forked
 
@@ -45,7 +45,7 @@ class Device:
         self._skip_iteration = 5
 
     def _make_key(self, seed: int) -> jax.Array:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not -2 ** 63 <= seed < 2 ** 63:
+        if not is_int(seed) or not -2 ** 63 <= seed < 2 ** 63:
             raise ValueError(f"SetRandSeed: the seed must be an int in [-2**63, 2**63), got {seed!r}")
         return jax.device_put(jax.random.key_data(jax.random.PRNGKey(int(seed))), self.jax_device)
 
@@ -233,7 +233,7 @@ def create_cuda_gpu() -> Device:
 
 
 def _device_id(fn: str, device_id: Any) -> int:
-    if isinstance(device_id, bool) or not isinstance(device_id, (int, np.integer)) or device_id < 0:
+    if not is_int(device_id) or device_id < 0:
         raise ValueError(f"{fn}: device_id must be an int >= 0, got {device_id!r}")
     return int(device_id)
 

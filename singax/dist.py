@@ -267,9 +267,9 @@ class DistOpt:
         if owners:
             flat = flat + jnp.concatenate([o.data.reshape(-1) for o in owners]).astype(flat.dtype)
         sent = jnp.where(_sparse_mask(flat, spars, topK), flat, 0)
-        offset = 0
+        rest, offset = flat - sent, 0
         for o, n in zip(owners, sizes):
-            o.data = (flat - sent)[offset:offset + n].reshape(o.data.shape).astype(o.data.dtype)
+            o.data = rest[offset:offset + n].reshape(o.data.shape).astype(o.data.dtype)
             offset += n
         out, offset = [], 0
         for t in tensors:

@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ._args import is_int
+
 __all__ = [
     "load_img", "crop", "crop_and_resize", "resize", "scale", "resize_by_hw",
     "color_cast", "enhance", "flip", "flip_down", "get_list_sample", "ImageTool",
@@ -211,8 +213,7 @@ def flip_down(img):
 
 def get_list_sample(l: Sequence, sample_size: int, rng: np.random.Generator | None = None) -> list:
     """Pick `sample_size` distinct items of `l` at random, kept in `l`'s order."""
-    whole = isinstance(sample_size, (int, np.integer)) and not isinstance(sample_size, bool)
-    if not whole or not 0 <= sample_size <= len(l):
+    if not is_int(sample_size) or not 0 <= sample_size <= len(l):
         raise ValueError(f"get_list_sample: sample_size must be an int in [0, {len(l)}] "
                          f"(the list length), got {sample_size}")
     idx = np.sort(_rng(rng).choice(len(l), size=sample_size, replace=False))

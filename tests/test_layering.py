@@ -17,7 +17,7 @@ PACKAGE = ROOT / "singax"
 
 # (layer, rank inside the layer); a module takes the entry of its longest dotted prefix
 LAYERS = {
-    "singax._handle": (0, 0), "singax._fork": (0, 0), "singax._safe_npz": (0, 0), "singax._messages": (0, 0),
+    "singax._args": (0, 0), "singax._handle": (0, 0), "singax._fork": (0, 0), "singax._safe_npz": (0, 0), "singax._messages": (0, 0),
     "singax._version": (0, 0), "singax._mesh": (0, 0), "singax.device": (0, 1),
     "singax.tensor._engine": (1, 0), "singax._ctensor": (1, 0), "singax.tensor._tensor": (1, 1),
     "singax.tensor._functions": (1, 2), "singax.tensor": (1, 3),

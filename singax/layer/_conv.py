@@ -4,9 +4,8 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-import numpy as np
-
 from .. import autograd
+from .._args import is_int
 from ..autograd import nn as _nn
 from ..tensor import Tensor
 from ._base import Layer, _gauss, _need_rank, _new
@@ -14,11 +13,9 @@ from ._base import Layer, _gauss, _need_rank, _new
 
 def _hw_tuple(owner: str, what: str, v: Any) -> tuple[int, int]:
     """A positive (h, w) from an int or a pair of ints."""
-    ints = (int, np.integer)
-    if isinstance(v, ints) and not isinstance(v, bool):
+    if is_int(v):
         hw = int(v), int(v)
-    elif (isinstance(v, tuple) and len(v) == 2
-          and all(isinstance(e, ints) and not isinstance(e, bool) for e in v)):
+    elif isinstance(v, tuple) and len(v) == 2 and all(is_int(e) for e in v):
         hw = int(v[0]), int(v[1])
     else:
         raise TypeError(f"{owner}: {what} must be an int or a tuple (h, w), got {v!r}")
@@ -29,7 +26,7 @@ def _hw_tuple(owner: str, what: str, v: Any) -> tuple[int, int]:
 
 def _padding(owner: str, padding: Any) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
     """SINGA's padding argument -> (symmetric (ph, pw), odd (top, bottom, left, right))."""
-    if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
+    if is_int(padding):
         sides = (int(padding),) * 4
     elif isinstance(padding, (tuple, list)) and len(padding) == 2:
         sides = (int(padding[0]), int(padding[0]), int(padding[1]), int(padding[1]))
@@ -124,7 +121,7 @@ class Conv2d(Layer):
                 raise TypeError(f"Conv2d: unexpected keyword argument {k!r}")
         if activation not in ("NOTSET", "RELU"):
             raise ValueError(f"Conv2d: activation must be 'NOTSET' or 'RELU', got {activation!r}")
-        if isinstance(nb_kernels, bool) or not isinstance(nb_kernels, (int, np.integer)) or nb_kernels < 1:
+        if not is_int(nb_kernels) or nb_kernels < 1:
             raise ValueError(f"Conv2d: nb_kernels must be a positive int, got {nb_kernels!r}")
         self.nb_kernels = int(nb_kernels)
         self.kernel_size = _hw_tuple("Conv2d", "kernel_size", kernel_size)

@@ -5,9 +5,9 @@ import math
 from typing import Any, Sequence
 
 import jax.numpy as jnp
-import numpy as np
 
 from .. import autograd
+from .._args import is_int
 from ..initializer import _gaussian, _uniform
 from ..tensor import Tensor
 from ._base import Layer, _gauss, _need_rank, _new
@@ -30,7 +30,7 @@ class Linear(Layer):
             self.in_features, self.out_features = out_features, args[0]
         self.bias = args[1] if len(args) > 1 else bias
         for what, n in (("out_features", self.out_features), ("in_features", self.in_features)):
-            if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+            if n is not None and (not is_int(n) or n < 1):
                 raise ValueError(f"Linear: {what} must be a positive int, got {n!r}")
 
     def initialize(self, x: Tensor) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 from jax import lax
 
 from .. import device as _device
+from .._args import is_int
 from .._messages import MSG_VALUE_IN_TRACE
 
 # SINGA dtype codes (float32/float16/int32 are SINGA's; the rest are singax's)
@@ -43,7 +44,7 @@ _ARRAY_TYPES = (jax.Array, jax.core.Tracer)
 
 def to_np_dtype(dtype: Any, where: str = "tensor") -> np.dtype:
     """Map a SINGA dtype code, `'int'`/`'float'`, or a numpy/jax dtype to a numpy dtype."""
-    if isinstance(dtype, (int, np.integer)) and not isinstance(dtype, bool):
+    if is_int(dtype):
         if int(dtype) not in _CODE_TO_NP:
             raise ValueError(f"{where}: unknown dtype code {dtype}; known codes: "
                              + ", ".join(f"{c}={dtype_name[c]}" for c in _CODE_TO_NP))
@@ -124,7 +125,7 @@ def _shape_tuple(shape: Any, where: str) -> tuple:
 
 
 def _axis(axis: Any, ndim: int, where: str) -> int:
-    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+    if not is_int(axis):
         raise TypeError(f"{where}: axis must be an int, got {axis!r}")
     a = int(axis) + (ndim if axis < 0 else 0)
     if not 0 <= a < ndim:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import device as _device
+from .._args import is_int
 from .._ctensor import CTensor as _CTensor
 from .._handle import Handle, is_tracer
 from ._engine import (_ARRAY_TYPES, _COMPARISONS, _INT_KERNELS, _KERNELS, _NP_TO_CODE,
@@ -222,7 +223,8 @@ class Tensor(Handle):
         if not inplace:
             raise NotImplementedError("Tensor.gaussian: only inplace=True is supported (as in SINGA)")
         mean, std = _fill_value(mean, "Tensor.gaussian"), _fill_value(std, "Tensor.gaussian")
-        _require(isinstance(std, float) and not std >= 0, f"Tensor.gaussian: std must be >= 0, got {std}")
+        if isinstance(std, float) and not std >= 0:   # concrete values only; NaN fails too
+            raise ValueError(f"Tensor.gaussian: std must be >= 0, got {std}")
         self.data = _normal(self.device.next_key(), mean, std, self.shape, self._np_dtype(), self.device)
         return self
 
@@ -231,8 +233,8 @@ class Tensor(Handle):
         if not inplace:
             raise NotImplementedError("Tensor.uniform: only inplace=True is supported (as in SINGA)")
         low, high = _fill_value(low, "Tensor.uniform"), _fill_value(high, "Tensor.uniform")
-        _require(isinstance(low, float) and isinstance(high, float) and not low <= high,
-                 f"Tensor.uniform: low must be <= high, got {low} and {high}")
+        if isinstance(low, float) and isinstance(high, float) and not low <= high:
+            raise ValueError(f"Tensor.uniform: low must be <= high, got {low} and {high}")
         self.data = _uniform(self.device.next_key(), low, high, self.shape, self._np_dtype(), self.device)
         return self
 
@@ -241,7 +243,8 @@ class Tensor(Handle):
         if not inplace:
             raise NotImplementedError("Tensor.bernoulli: only inplace=True is supported (as in SINGA)")
         p = _fill_value(p, "Tensor.bernoulli")
-        _require(isinstance(p, float) and not 0 <= p <= 1, f"Tensor.bernoulli: p must be in [0, 1], got {p}")
+        if isinstance(p, float) and not 0 <= p <= 1:
+            raise ValueError(f"Tensor.bernoulli: p must be in [0, 1], got {p}")
         self.data = _bernoulli(self.device.next_key(), p, self.shape, self._np_dtype(), self.device)
         return self
 
@@ -307,7 +310,7 @@ class Tensor(Handle):
     def repeat(self, repeats: Any, axis: int | None) -> "Tensor":
         """numpy.repeat: `axis=None` flattens; a sequence of repeats needs an axis and one entry per element."""
         where = "Tensor.repeat"
-        if isinstance(repeats, (int, np.integer)) and not isinstance(repeats, bool):
+        if is_int(repeats):
             if repeats < 0:
                 raise ValueError(f"{where}: repeats must be >= 0, got {repeats}")
             reps: Any = int(repeats)
@@ -470,12 +473,6 @@ class Tensor(Handle):
     def _new(self, array) -> "Tensor":
         """A fresh untracked tensor on this device holding `array` (never self's buffer)."""
         return _wrap(_fresh(array, self.__dict__["_data"]), self.device)
-
-
-def _require(failed: bool, message: str) -> None:
-    """Raise ValueError(message) when a concrete argument check failed (NaN fails too)."""
-    if failed:
-        raise ValueError(message)
 
 
 def _wrap(array, dev, requires_grad: bool = True, creator=None, name: str | None = None) -> Tensor:
